@@ -1,0 +1,319 @@
+"""The NumPy reference: float64, readable, the oracle for every other realization.
+
+It drives the pure step functions of :mod:`softdtw.spec` with a Python loop over the
+anti-diagonals (each step is vectorized over the batch and the diagonal).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .. import spec
+
+__all__ = [
+    "soft_dtw",
+    "soft_dtw_alignment",
+    "soft_dtw_alignment_from_cost",
+    "soft_dtw_from_cost",
+    "soft_dtw_value_and_grad",
+    "sqeuclidean_cost",
+]
+
+
+class ForwardBackward(NamedTuple):
+    value: np.ndarray  # (B,)
+    alignment: np.ndarray | None  # (B, N, M): d value / d cost
+    gamma_grad: np.ndarray | None  # (B,): d value / d gamma
+
+
+def _as_float64(a, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    spec.check_dtype_kind(arr.dtype.kind, name)
+    return arr.astype(np.float64)  # always a copy: inputs are never written
+
+
+def sqeuclidean_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    r"""Squared Euclidean cost ``C[..., i, j] = sum_d (x[..., i, d] - y[..., j, d]) ** 2``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., N, D)
+    y : ndarray, shape (..., M, D)
+
+    Returns
+    -------
+    ndarray, shape (..., N, M)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sqeuclidean_cost(np.zeros((2, 1)), np.ones((3, 1)))
+    array([[1., 1., 1.]])
+    """
+    # one feature at a time: never a (..., N, M, D) array
+    out = np.zeros(x.shape[:-1] + (y.shape[-2],), dtype=np.result_type(x, y))
+    for d in range(x.shape[-1]):
+        out += (x[..., :, None, d] - y[..., None, :, d]) ** 2
+    return out
+
+
+def forward_backward(cost: np.ndarray, gamma: float, valid: np.ndarray, x_lengths: np.ndarray,
+                     y_lengths: np.ndarray, *, grad: bool = True) -> ForwardBackward:
+    """The recursion on a float64 batch ``cost`` (B, N, M) with the ``valid`` cells (B, N, M)."""
+    batch, n, m = cost.shape
+    rows = np.arange(batch)
+    c = spec.cost_diagonals(np, cost, valid)  # (N + M - 1, B, N)
+    d0, d1 = spec.boundary_diagonals(np, np.zeros((batch, n + 1)))
+    r = [d0, d1]
+    for k in range(2, n + m + 1):
+        r.append(spec.forward_step(np, r[k - 2], r[k - 1], c[k - 2], gamma))
+    value = np.array([r[x_lengths[b] + y_lengths[b]][b, x_lengths[b]] for b in range(batch)])
+    if not grad:
+        return ForwardBackward(value, None, None)
+
+    zeros = np.zeros((batch, n + 1))
+    no_weights = (zeros, zeros, zeros)
+    e1 = e2 = zeros  # alignment on diagonals k + 1, k + 2
+    w1 = w2 = no_weights  # weights of diagonals k + 1, k + 2
+    terminal_diag = x_lengths + y_lengths
+    terminal_seed = (np.arange(n + 1)[None, :] == x_lengths[:, None]).astype(np.float64)
+    e_diags = []
+    gamma_grad = np.zeros(batch)
+    for k in range(n + m, 1, -1):
+        seed = np.where((terminal_diag == k)[:, None], terminal_seed, 0.0)
+        e = spec.backward_step(np, e1, e2, w1, w2, seed)
+        w = spec.diagonal_weights(np, r[k - 2], r[k - 1], gamma)
+        gamma_grad += (e * spec.neg_entropy(np, *w)).sum(axis=-1)
+        e_diags.append(e)
+        e1, e2, w1, w2 = e, e1, w, w1
+    skewed = np.stack(e_diags[::-1])[:, :, 1:]  # (N + M - 1, B, N): diagonal k - 2, row i - 1
+    alignment = spec.unskew(np, np.moveaxis(skewed, 0, -1), m)
+    return ForwardBackward(value, alignment, gamma_grad)
+
+
+class _Problem(NamedTuple):
+    batched: bool
+    gamma: float
+    constraint: spec.Constraint
+    x_lengths: np.ndarray
+    y_lengths: np.ndarray
+
+
+def _problem(batch, n, m, batched, gamma, global_constraint=None, sakoe_chiba_radius=None,
+             itakura_max_slope=None, x_lengths=None, y_lengths=None) -> _Problem:
+    gamma = spec.check_gamma(gamma)
+    constraint = spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    if not batched and (x_lengths is not None or y_lengths is not None):
+        x_lengths = None if x_lengths is None else np.reshape(x_lengths, (1,))
+        y_lengths = None if y_lengths is None else np.reshape(y_lengths, (1,))
+    xl = spec.check_lengths(x_lengths, batch, n, "x_lengths")
+    yl = spec.check_lengths(y_lengths, batch, m, "y_lengths")
+    return _Problem(batched, gamma, constraint, xl, yl)
+
+
+def _run_cost(cost, p: _Problem, xl, yl, grad: bool) -> ForwardBackward:
+    valid = spec.valid_cells(cost.shape[1], cost.shape[2], xl, yl, p.constraint)
+    return forward_backward(cost, p.gamma, valid, xl, yl, grad=grad)
+
+
+def _pair_cost(x, y, dist_func: Callable | None) -> np.ndarray:
+    if dist_func is None:
+        return sqeuclidean_cost(x, y)
+    cost = np.asarray(dist_func(x, y))
+    expected = (x.shape[0], x.shape[1], y.shape[1])
+    if cost.shape != expected:
+        raise ValueError(f"dist_func must return an array of shape {expected}, got {cost.shape}")
+    spec.check_dtype_kind(cost.dtype.kind, "dist_func's result")
+    return cost.astype(np.float64)
+
+
+def _prepare_pair(x, y, gamma, kw):
+    x = _as_float64(x, "x")
+    y = _as_float64(y, "y")
+    batched = spec.check_pair_shapes(x.shape, y.shape)
+    if not batched:
+        x, y = x[None], y[None]
+    p = _problem(x.shape[0], x.shape[1], y.shape[1], batched, gamma, **kw)
+    return x, y, p
+
+
+def _finish(p: _Problem, a):
+    return a if p.batched else a[0]
+
+
+def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | None = None,
+             global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
+             x_lengths=None, y_lengths=None):
+    r"""Soft-DTW between (batches of) time series, or its divergence.
+
+    .. math::
+
+        \mathrm{sdtw}_\gamma(x, y) = \min_{A \in \mathcal{A}_{N,M}}{}^{\gamma} \langle A, C(x, y) \rangle,
+        \qquad \min{}^\gamma(a_1, \dots, a_n) = -\gamma \log \sum_i e^{-a_i / \gamma}
+
+    where :math:`\mathcal{A}_{N,M}` holds the monotone alignment paths from (1, 1) to
+    (N, M) and :math:`C(x, y)_{ij} = \lVert x_i - y_j \rVert^2` by default. With
+    ``normalize=True`` it returns the divergence
+    :math:`\mathrm{sdtw}(x, y) - \tfrac12 (\mathrm{sdtw}(x, x) + \mathrm{sdtw}(y, y))`.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, N, D) or (N, D)
+    y : array_like, shape (B, M, D) or (M, D)
+    gamma : float > 0
+        Smoothing; smaller is closer to DTW.
+    normalize : bool
+        Return the soft-DTW divergence (>= 0, exactly 0 when x == y).
+    dist_func : callable, optional
+        ``dist_func(x, y)`` on float64 arrays (B, N, D), (B, M, D) returning (B, N, M).
+        Default: squared Euclidean.
+    global_constraint, sakoe_chiba_radius, itakura_max_slope
+        Band constraint, as in tslearn 0.10 (see :func:`softdtw.spec.check_constraint`).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-pair lengths of padded batches: pair b uses ``x[b, :x_lengths[b]]``.
+
+    Returns
+    -------
+    ndarray of float64, shape (B,), or a 0-d float64 for one pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.zeros((4, 3, 2)); y = np.arange(24.0).reshape(4, 3, 2)
+    >>> soft_dtw(x, y, gamma=0.1).round(4)
+    array([  55.,  451., 1279., 2539.])
+
+    References
+    ----------
+    M. Cuturi and M. Blondel, "Soft-DTW: a Differentiable Loss Function for Time-Series", ICML 2017.
+    M. Blondel, A. Mensch and J.-P. Vert, "Differentiable Divergences Between Time Series", AISTATS 2021.
+    """
+    x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
+                                              sakoe_chiba_radius=sakoe_chiba_radius,
+                                              itakura_max_slope=itakura_max_slope,
+                                              x_lengths=x_lengths, y_lengths=y_lengths))
+    value = _run_cost(_pair_cost(x, y, dist_func), p, p.x_lengths, p.y_lengths, grad=False).value
+    if normalize:
+        vxx = _run_cost(_pair_cost(x, x, dist_func), p, p.x_lengths, p.x_lengths, grad=False).value
+        vyy = _run_cost(_pair_cost(y, y, dist_func), p, p.y_lengths, p.y_lengths, grad=False).value
+        value = value - (vxx + vyy) / 2
+    return _finish(p, value)
+
+
+def _prepare_cost(cost, gamma, kw):
+    cost = _as_float64(cost, "cost")
+    batched = spec.check_cost_shape(cost.shape)
+    if not batched:
+        cost = cost[None]
+    return cost, _problem(cost.shape[0], cost.shape[1], cost.shape[2], batched, gamma, **kw)
+
+
+def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
+                       itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    """Soft-DTW of a cost matrix ``cost`` of shape (B, N, M) or (N, M).
+
+    Returns float64 values of shape (B,) (0-d for one matrix). Other arguments as in :func:`soft_dtw`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(soft_dtw_from_cost(np.array([[5.0]]), gamma=1.0))
+    5.0
+    """
+    cost, p = _prepare_cost(cost, gamma, dict(global_constraint=global_constraint,
+                                              sakoe_chiba_radius=sakoe_chiba_radius,
+                                              itakura_max_slope=itakura_max_slope,
+                                              x_lengths=x_lengths, y_lengths=y_lengths))
+    return _finish(p, _run_cost(cost, p, p.x_lengths, p.y_lengths, grad=False).value)
+
+
+def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
+                                 itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    r"""Expected alignment :math:`E = \partial\,\mathrm{sdtw} / \partial C` and the value.
+
+    Returns ``(alignment, value)``: shapes (B, N, M) and (B,) (or (N, M) and 0-d).
+    ``alignment[b, i, j]`` is the probability that the Gibbs distribution over alignment
+    paths puts on cell (i, j); it is 0 outside a pair's lengths and band.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, v = soft_dtw_alignment_from_cost(np.zeros((2, 2)), gamma=1e-3)
+    >>> a.round(3)
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    cost, p = _prepare_cost(cost, gamma, dict(global_constraint=global_constraint,
+                                              sakoe_chiba_radius=sakoe_chiba_radius,
+                                              itakura_max_slope=itakura_max_slope,
+                                              x_lengths=x_lengths, y_lengths=y_lengths))
+    fb = _run_cost(cost, p, p.x_lengths, p.y_lengths, grad=True)
+    return _finish(p, fb.alignment), _finish(p, fb.value)
+
+
+def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, global_constraint=None,
+                       sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    """Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order).
+
+    Returns ``(alignment, value)`` of shapes (B, N, M) and (B,) (or (N, M) and 0-d).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, v = soft_dtw_alignment(np.array([[0.0], [1.0]]), np.array([[0.0], [1.0]]), gamma=0.01)
+    >>> a.round(3)
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
+                                              sakoe_chiba_radius=sakoe_chiba_radius,
+                                              itakura_max_slope=itakura_max_slope,
+                                              x_lengths=x_lengths, y_lengths=y_lengths))
+    fb = _run_cost(_pair_cost(x, y, dist_func), p, p.x_lengths, p.y_lengths, grad=True)
+    return _finish(p, fb.alignment), _finish(p, fb.value)
+
+
+def _sqeuclidean_vjp(x, y, e):
+    """Gradients of ``<E, C(x, y)>`` w.r.t. x and y for the squared Euclidean cost."""
+    gx = 2 * (x * e.sum(axis=2)[..., None] - e @ y)
+    gy = 2 * (y * e.sum(axis=1)[..., None] - np.swapaxes(e, 1, 2) @ x)
+    return gx, gy
+
+
+def soft_dtw_value_and_grad(x, y, gamma=1.0, *, normalize: bool = False, global_constraint=None,
+                            sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    """Value and gradients w.r.t. ``x`` and ``y`` (squared Euclidean cost), in float64.
+
+    Returns ``(value, grad_x, grad_y)``; the gradients are those of each pair's own value
+    (of ``value.sum()`` for a batch). Gradients at padded positions are 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v, gx, gy = soft_dtw_value_and_grad(np.zeros((1, 2)), np.ones((1, 2)), gamma=1.0)
+    >>> float(v), gx.tolist(), gy.tolist()
+    (2.0, [[-2.0, -2.0]], [[2.0, 2.0]])
+    """
+    x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
+                                              sakoe_chiba_radius=sakoe_chiba_radius,
+                                              itakura_max_slope=itakura_max_slope,
+                                              x_lengths=x_lengths, y_lengths=y_lengths))
+    fb = _run_cost(sqeuclidean_cost(x, y), p, p.x_lengths, p.y_lengths, grad=True)
+    value = fb.value
+    gx, gy = _sqeuclidean_vjp(x, y, fb.alignment)
+    if normalize:
+        for a, la, ga in ((x, p.x_lengths, gx), (y, p.y_lengths, gy)):
+            fs = _run_cost(sqeuclidean_cost(a, a), p, la, la, grad=True)
+            g1, g2 = _sqeuclidean_vjp(a, a, fs.alignment)
+            value = value - fs.value / 2
+            ga -= (g1 + g2) / 2
+    return _finish(p, value), _finish(p, gx), _finish(p, gy)
+
+
+def soft_dtw_gamma_grad_from_cost(cost, gamma=1.0, **kw):
+    """d value / d gamma for a cost matrix (B, N, M); returns ``(value, gamma_grad)``."""
+    cost, p = _prepare_cost(cost, gamma, kw)
+    fb = _run_cost(cost, p, p.x_lengths, p.y_lengths, grad=True)
+    return _finish(p, fb.value), _finish(p, fb.gamma_grad)
