@@ -61,6 +61,7 @@ __all__ = [
     "CONSTRAINTS",
     "Constraint",
     "backward_step",
+    "band_bounds",
     "band_mask",
     "boundary_diagonals",
     "check_constraint",
@@ -414,3 +415,21 @@ def backward_step(xp, e1, e2, w1, w2, seed):
     zero = xp.zeros_like(e1[..., :1])
     shifted = xp.concatenate([from_below, zero], axis=-1)
     return shifted + w1[2] * e1 + seed
+
+
+def band_bounds(n_pad: int, m_pad: int, x_lengths: np.ndarray, y_lengths: np.ndarray,
+                constraint: Constraint = Constraint(None, None)) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row column bounds ``lo, hi`` (int32, shape ``(B, n_pad)``) of the cells each pair uses.
+
+    Row ``i`` of pair ``b`` uses the columns ``lo[b, i] <= j < hi[b, i]``; rows at or beyond
+    ``x_lengths[b]`` are empty (``lo == hi == 0``). Every band of this module is contiguous in
+    each row, so this is the compact form that kernels take instead of a ``(B, N, M)`` mask.
+    """
+    valid = valid_cells(n_pad, m_pad, x_lengths, y_lengths, constraint)
+    any_ = valid.any(axis=2)
+    lo = np.where(any_, valid.argmax(axis=2), 0)
+    hi = np.where(any_, m_pad - valid[:, :, ::-1].argmax(axis=2), 0)
+    cols = np.arange(m_pad)
+    contiguous = ((cols >= lo[..., None]) & (cols < hi[..., None])) == valid
+    assert contiguous.all(), "band is not contiguous in every row"
+    return lo.astype(np.int32), hi.astype(np.int32)
