@@ -49,8 +49,9 @@ def sqeuclidean_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> sqeuclidean_cost(np.zeros((2, 1)), np.ones((3, 1)))
-    array([[1., 1., 1.]])
+    >>> sqeuclidean_cost(np.zeros((2, 1)), np.array([[1.0], [2.0], [3.0]]))
+    array([[1., 4., 9.],
+           [1., 4., 9.]])
     """
     # one feature at a time: never a (..., N, M, D) array
     out = np.zeros(x.shape[:-1] + (y.shape[-2],), dtype=np.result_type(x, y))
@@ -240,7 +241,7 @@ def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sak
     Examples
     --------
     >>> import numpy as np
-    >>> a, v = soft_dtw_alignment_from_cost(np.zeros((2, 2)), gamma=1e-3)
+    >>> a, v = soft_dtw_alignment_from_cost(np.array([[0.0, 1.0], [1.0, 0.0]]), gamma=1e-3)
     >>> a.round(3)
     array([[1., 0.],
            [0., 1.]])
