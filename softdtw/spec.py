@@ -336,20 +336,21 @@ def boundary_diagonals(xp, like_diag):
 
 
 def _safe_min3(xp, a, b, c):
-    m = xp.minimum(xp.minimum(a, b), c)
-    finite = xp.isfinite(m)
-    return xp.where(finite, m, xp.zeros_like(m)), finite
+    """``(m, finite, m_raw)``: the minimum, 0 where it is not finite, and the raw minimum."""
+    m_raw = xp.minimum(xp.minimum(a, b), c)
+    finite = xp.isfinite(m_raw)
+    return xp.where(finite, m_raw, xp.zeros_like(m_raw)), finite, m_raw
 
 
 def softmin(xp, a, b, c, gamma):
     """``-gamma log(exp(-a/gamma) + exp(-b/gamma) + exp(-c/gamma))`` with the minimum factored out.
 
-    ``+inf`` when all three are ``+inf``; never overflows.
+    ``+inf`` when all three are ``+inf``, NaN when any is NaN; never overflows.
     """
-    m, finite = _safe_min3(xp, a, b, c)
+    m, finite, m_raw = _safe_min3(xp, a, b, c)
     s = xp.exp(-(a - m) / gamma) + xp.exp(-(b - m) / gamma) + xp.exp(-(c - m) / gamma)
     s = xp.where(finite, s, xp.ones_like(s))  # s >= 1 where finite
-    return xp.where(finite, m - gamma * xp.log(s), xp.full_like(m, math.inf))
+    return xp.where(finite, m - gamma * xp.log(s), m_raw)  # +inf stays +inf, NaN stays NaN
 
 
 def softmin_weights(xp, a, b, c, gamma):
@@ -357,7 +358,7 @@ def softmin_weights(xp, a, b, c, gamma):
 
     All zero where the three inputs are ``+inf`` (an unreachable cell).
     """
-    m, finite = _safe_min3(xp, a, b, c)
+    m, finite, _ = _safe_min3(xp, a, b, c)
     ea = xp.exp(-(a - m) / gamma)
     eb = xp.exp(-(b - m) / gamma)
     ec = xp.exp(-(c - m) / gamma)
