@@ -1,0 +1,280 @@
+"""The Triton kernels (softdtw.kernels.triton_cuda) against the float64 NumPy reference.
+
+With no CUDA device the kernels run in Triton's interpreter on CPU tensors (tiny sizes: about
+10^4 cells per second). The interpreter has to be chosen before triton is first imported
+(``TRITON_INTERPRET=1``), so this module sets it at import when no GPU is present. Where triton
+was imported already in compiled mode (a GPU machine), the interpreter tests run in one child
+pytest process instead (``test_interpreter_tests_in_subprocess``). Tests marked ``cuda`` run the
+compiled kernels on the GPU.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+_CUDA = torch.cuda.is_available()
+if not _CUDA and "triton" not in sys.modules:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+pytest.importorskip("triton")
+
+from softdtw import spec  # noqa: E402
+from softdtw.kernels import triton_cuda as K  # noqa: E402
+from softdtw.numpy import soft_dtw_alignment_from_cost, soft_dtw_gamma_grad_from_cost  # noqa: E402
+
+_INTERP = K._interpreted()
+_CHILD = os.environ.get("SOFTDTW_TRITON_CHILD") == "1"
+
+interp = pytest.mark.skipif(
+    not _INTERP, reason="triton was imported in compiled mode: run by test_interpreter_tests_in_subprocess")
+cuda = pytest.mark.cuda
+needs_gpu = pytest.mark.skipif(not _CUDA or _INTERP, reason="needs a CUDA device (and compiled Triton)")
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def _bounds(n, m, xl, yl, constraint):
+    lo, hi = spec.band_bounds(n, m, xl, yl, constraint)
+    return torch.from_numpy(lo), torch.from_numpy(hi)
+
+
+def _kw(constraint):
+    if constraint.kind == "sakoe_chiba":
+        return dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=int(constraint.param))
+    if constraint.kind == "itakura":
+        return dict(global_constraint="itakura", itakura_max_slope=constraint.param)
+    return {}
+
+
+def check(cost, gamma, *, xl=None, yl=None, constraint=spec.Constraint(None, None), dtype=torch.float64,
+          block=None, pairs=None, grad_value=None, device="cpu", tol=None, need_gamma=True):
+    """Run forward + backward and compare value, grad_cost and grad_gamma with the reference."""
+    cost = np.asarray(cost, dtype=np.float64)
+    b, n, m = cost.shape
+    xl = np.full(b, n) if xl is None else np.asarray(xl)
+    yl = np.full(b, m) if yl is None else np.asarray(yl)
+    lo, hi = _bounds(n, m, xl, yl, constraint)
+    align, value = soft_dtw_alignment_from_cost(cost, gamma, x_lengths=xl, y_lengths=yl, **_kw(constraint))
+    _, ggam = soft_dtw_gamma_grad_from_cost(cost, gamma, x_lengths=xl, y_lengths=yl, **_kw(constraint))
+    rng = np.random.default_rng(n * 100 + m)
+    gv = rng.normal(size=b) if grad_value is None else np.broadcast_to(np.asarray(grad_value, float), (b,))
+    tol = TOL[dtype] if tol is None else tol
+
+    ct = torch.tensor(cost, dtype=dtype, device=device)
+    ct_before = ct.clone()
+    args = (torch.tensor(xl, dtype=torch.int32, device=device), torch.tensor(yl, dtype=torch.int32, device=device),
+            lo.to(device), hi.to(device))
+    args_before = [a.clone() for a in args]
+    v, r, aux = K.forward(ct, gamma, *args, block=block, pairs=pairs)
+    assert v.shape == (b,) and v.dtype == dtype and r.shape == (b, n, m) and aux.shape[0] == b
+    gvt = torch.tensor(gv, dtype=dtype, device=device)
+    g, gg = K.backward(r, aux, gamma, *args, gvt, need_gamma, block=block, pairs=pairs)
+    assert torch.equal(ct, ct_before) and all(torch.equal(a, a0) for a, a0 in zip(args, args_before))
+    assert g.shape == (b, n, m) and g.dtype == dtype
+
+    v, g = v.double().cpu().numpy(), g.double().cpu().numpy()
+    assert np.isfinite(v).all() and np.isfinite(g).all()
+    np.testing.assert_allclose(v, value, rtol=tol, atol=tol * np.abs(value).max())
+    want = align * gv[:, None, None]
+    scale = np.abs(want).max(axis=(1, 2), keepdims=True) + 1e-300
+    assert np.abs(g - want).max() <= tol * scale.max(), np.abs(g - want).max() / scale.max()
+    valid = spec.valid_cells(n, m, xl, yl, constraint)
+    assert (g[~valid] == 0).all()  # exactly zero outside the used cells
+    if need_gamma:
+        gg = gg.double().cpu().numpy()
+        want_g = ggam * gv
+        assert np.isfinite(gg).all()
+        # d value / d gamma is a sum of E * (negative entropies in [-ln 3, 0]): its scale is
+        # at most ln 3 times the alignment's mass per unit grad_value, and it vanishes as gamma -> 0
+        gscale = np.abs(want_g).max() + np.abs(gv).max()
+        np.testing.assert_allclose(gg, want_g, rtol=tol, atol=tol * gscale)
+    else:
+        assert gg is None
+    return v, g
+
+
+def _cost(b, n, m, seed=0, scale=1.0, offset=0.0):
+    return offset + scale * np.random.default_rng(seed).random((b, n, m))
+
+
+# ---------------------------------------------------------------------------
+# Interpreter tests (every kernel path, tiny sizes)
+# ---------------------------------------------------------------------------
+
+
+@interp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n,m", [(4, 6), (6, 3), (1, 5), (5, 1), (1, 1)])
+def test_shapes(n, m, dtype):
+    check(_cost(2, n, m), 1.0, dtype=dtype, block=4, pairs=2)
+
+
+@interp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("block,pairs", [(2, 1), (4, 2), (16, 4)])
+def test_multi_chunk_and_schedules(block, pairs, dtype):
+    # diagonals longer than BLOCK (several chunks); one pair per program (the long-pair schedule)
+    # and several pairs per program (the short-pair schedule, with a partial last program)
+    check(_cost(3, 9, 7, seed=1), 0.5, dtype=dtype, block=block, pairs=pairs)
+
+
+@interp
+@pytest.mark.parametrize("gamma", [1e-3, 1e-2, 0.1, 1.0, 10.0])
+def test_gamma_range(gamma):
+    check(_cost(2, 5, 6, seed=2), gamma, dtype=torch.float64, block=4, pairs=2)
+    check(_cost(2, 5, 6, seed=2), gamma, dtype=torch.float32, block=4, pairs=2)
+
+
+@interp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_variable_lengths(dtype):
+    check(_cost(4, 7, 6, seed=3), 0.3, xl=[7, 3, 1, 5], yl=[6, 6, 2, 1], dtype=dtype, block=4, pairs=2)
+
+
+@interp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("constraint,xl,yl", [
+    (spec.Constraint("sakoe_chiba", 1.0), None, None),
+    (spec.Constraint("sakoe_chiba", 0.0), [8, 5, 8], [6, 6, 3]),
+    (spec.Constraint("sakoe_chiba", 2.0), [8, 4, 6], [6, 6, 2]),
+    (spec.Constraint("itakura", 2.0), None, None),
+    (spec.Constraint("itakura", 3.0), [8, 6, 7], [6, 5, 6]),
+])
+def test_bands(constraint, xl, yl, dtype):
+    check(_cost(3, 8, 6, seed=4), 0.2, xl=xl, yl=yl, constraint=constraint, dtype=dtype, block=2, pairs=2)
+
+
+@interp
+def test_band_work_is_band_limited():
+    # the row range of each diagonal covers exactly the used cells of a contiguous band
+    rng = np.random.default_rng(5)
+    for constraint in (spec.Constraint(None, None), spec.Constraint("sakoe_chiba", 1.0),
+                       spec.Constraint("itakura", 2.0), spec.Constraint("sakoe_chiba", 0.0)):
+        b, n, m = 4, 13, 9
+        xl = rng.integers(4, n + 1, b)
+        yl = rng.integers(4, m + 1, b)
+        if constraint.kind == "itakura":
+            xl, yl = np.array([13, 12, 9, 10]), np.array([9, 8, 9, 7])
+        lo, hi = _bounds(n, m, xl, yl, constraint)
+        start, end = K._diagonal_rows(lo, hi, torch.tensor(xl, dtype=torch.int32), n, m)
+        valid = spec.valid_cells(n, m, xl, yl, constraint)
+        for bb in range(b):
+            for k in range(n + m - 1):
+                rows = [i for i in range(n) if 0 <= k - i < m and valid[bb, i, k - i]]
+                got = list(range(int(start[bb, k]), int(end[bb, k])))
+                assert got == rows, (constraint, bb, k, got, rows)
+
+
+@interp
+def test_float32_large_values_offsets():
+    # R grows to ~1e3 along the pair; relative storage keeps float32 gradients at 1e-5
+    check(_cost(1, 24, 20, seed=6, scale=10.0, offset=50.0), 1.0, dtype=torch.float32, block=8, pairs=1)
+    check(_cost(1, 16, 16, seed=7, scale=1.0, offset=200.0), 0.05, dtype=torch.float32, block=16, pairs=1)
+
+
+@interp
+def test_large_costs_small_gamma_finite():
+    # no overflow: costs ~1e6 with gamma 1e-2
+    check(_cost(2, 4, 5, seed=8, scale=1e6), 1e-2, dtype=torch.float64, block=4, pairs=2)
+    check(_cost(2, 4, 5, seed=8, scale=1e6), 1e-2, dtype=torch.float32, block=4, pairs=2, tol=1e-5)
+
+
+@interp
+def test_grad_value_zero_and_no_gamma_grad():
+    _, g = check(_cost(2, 4, 3, seed=9), 1.0, grad_value=0.0, block=4, pairs=2)
+    assert (g == 0).all()
+    check(_cost(2, 4, 3, seed=9), 1.0, grad_value=[2.0, -3.0], need_gamma=False, block=4, pairs=2)
+
+
+@interp
+def test_default_schedule_and_half_inputs():
+    cost = _cost(3, 5, 4, seed=10)
+    check(cost, 0.7, dtype=torch.float32)  # block/pairs chosen by the heuristic
+    xl = torch.full((3,), 5, dtype=torch.int32)
+    yl = torch.full((3,), 4, dtype=torch.int32)
+    lo, hi = _bounds(5, 4, xl.numpy(), yl.numpy(), spec.Constraint(None, None))
+    v16, r, _ = K.forward(torch.tensor(cost, dtype=torch.float16), 0.7, xl, yl, lo, hi)
+    assert v16.dtype == torch.float32 and r.dtype == torch.float32  # computed in float32
+    ref = soft_dtw_alignment_from_cost(torch.tensor(cost, dtype=torch.float16).double().numpy(), 0.7)[1]
+    np.testing.assert_allclose(v16.numpy(), ref, rtol=1e-5)
+
+
+@interp
+def test_bad_arguments():
+    cost = torch.zeros((2, 3, 3))
+    xl = torch.full((2,), 3, dtype=torch.int32)
+    lo, hi = _bounds(3, 3, np.array([3, 3]), np.array([3, 3]), spec.Constraint(None, None))
+    with pytest.raises(ValueError, match="gamma"):
+        K.forward(cost, 0.0, xl, xl, lo, hi)
+    with pytest.raises(ValueError, match="lo and hi"):
+        K.forward(cost, 1.0, xl, xl, lo[:, :2], hi[:, :2])
+    with pytest.raises(ValueError, match="powers of 2"):
+        K.forward(cost, 1.0, xl, xl, lo, hi, block=3)
+    with pytest.raises(TypeError, match="floating"):
+        K.forward(cost.to(torch.int64), 1.0, xl, xl, lo, hi)
+
+
+def test_import_without_triton():
+    # importing the module needs no triton; calling it then raises a clear ImportError
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import torch\n"
+        "from softdtw.kernels import triton_cuda as K\n"
+        "assert not K.available()\n"
+        "z = torch.zeros(1, dtype=torch.int32)\n"
+        "try:\n"
+        "    K.forward(torch.zeros((1, 1, 1)), 1.0, z + 1, z + 1, z[None], z[None] + 1)\n"
+        "except ImportError as e:\n"
+        "    assert 'Triton' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no ImportError')\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root, timeout=120)
+
+
+if not _INTERP and not _CHILD:
+    def test_interpreter_tests_in_subprocess():
+        """On a machine where triton is compiled (a GPU), run the interpreter tests in a child."""
+        env = dict(os.environ, TRITON_INTERPRET="1", SOFTDTW_TRITON_CHILD="1", CUDA_VISIBLE_DEVICES="")
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+                             env=env, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:]
+        assert " passed" in out.stdout and " skipped" not in out.stdout, out.stdout[-2000:]
+
+
+# ---------------------------------------------------------------------------
+# CUDA tests (compiled kernels; skipped with no GPU)
+# ---------------------------------------------------------------------------
+
+
+@cuda
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("b,n,m,block,pairs", [
+    (7, 33, 20, None, None), (5, 70, 90, 16, 4), (2, 300, 257, None, None), (1, 1500, 1100, None, None),
+    (64, 16, 16, None, None), (3, 1, 40, None, None), (3, 40, 1, None, None),
+])
+def test_cuda_against_reference(b, n, m, block, pairs, dtype):
+    rng = np.random.default_rng(b + n + m)
+    xl = rng.integers(max(1, n // 2), n + 1, b)
+    yl = rng.integers(max(1, m // 2), m + 1, b)
+    xl[0], yl[0] = n, m
+    tol = 2e-5 if (dtype == torch.float32 and n * m > 10**5) else None
+    check(_cost(b, n, m, seed=11), 0.5, xl=xl, yl=yl, dtype=dtype, block=block, pairs=pairs,
+          device="cuda", tol=tol)
+
+
+@cuda
+@needs_gpu
+@pytest.mark.parametrize("constraint", [spec.Constraint("sakoe_chiba", 5.0), spec.Constraint("itakura", 2.0)])
+@pytest.mark.parametrize("gamma", [1e-3, 1.0, 10.0])
+def test_cuda_bands(constraint, gamma):
+    check(_cost(4, 200, 150, seed=12), gamma, constraint=constraint, dtype=torch.float64, device="cuda")
+    check(_cost(4, 200, 150, seed=12), gamma, constraint=constraint, dtype=torch.float32, device="cuda")
