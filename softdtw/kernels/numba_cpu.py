@@ -1,0 +1,614 @@
+r"""numba CPU kernel of soft-DTW (forward and backward), under the contract of :mod:`softdtw.kernels`.
+
+Layout ("lanes")
+----------------
+A block of ``LANES`` SIMD lanes works on ``P`` pairs at once, each pair cut into ``S`` column
+strips of width ``W`` (``P * S <= LANES``). Lane ``(p, s)`` holds strip ``s`` of pair ``p``
+and runs one DP row behind lane ``(p, s - 1)``: at step ``t`` it computes row ``i = t - s`` of
+its strip, taking the strip's left boundary column from its left neighbour's previous step.
+All lanes of a step are independent, so the innermost loop runs over the lanes and vectorises
+(cell-major buffers ``(W + 1, LANES)``). ``S = 1`` is "many pairs side by side", ``P = 1`` is
+"one long pair in strips"; the plan (:func:`_plan`) picks ``S`` from the shape. A pair takes
+``N + S - 1`` steps.
+
+Numerics
+--------
+* Values are kept in base-2 units ``R / (gamma ln 2)`` so that the softmin is
+  ``m - log2(1 + 2^(m - mid) + 2^(m - max))`` (sorted inputs: two ``exp2`` and one ``log2``
+  per cell). float32 uses vectorisable polynomial ``exp2``/``log2`` (relative error ~1e-7);
+  float64 uses the exact library functions.
+* ``r`` stores ``R`` relative to a per-pair offset re-based every step by the previous step's
+  minimum; the shifts (float32-exact numbers, kept in float64) are ``aux`` (``(B, N + S - 1)``),
+  so float32 ``R`` stays small and differences of neighbours stay accurate at any size.
+* The backward recomputes every cell's normalised softmin weights from its three stored
+  predecessors (exactly as the forward formed them, exponents <= 0) and pushes
+  ``E[cell] * w`` back to them: mass is conserved, nothing overflows, no cost is needed.
+* ``r`` has shape ``(B, N, M)`` but an internal layout: per block, per step, per column, the
+  lanes (strips are stored without padding, so it holds exactly one float per cell).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+__all__ = ["LANES", "backward", "forward", "plan"]
+
+LANES = 64  # SIMD lanes per block (8 AVX2 float32 vectors in flight: hides the latency of a cell)
+MIN_STRIP = 16  # narrowest column strip worth its boundary exchange
+LN2 = math.log(2.0)
+
+_FM = {"contract", "arcp"}  # no nnan/ninf: +inf marks cells outside the band
+_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
+
+
+# ---------------------------------------------------------------------------
+# Scalar math, specialised by dtype (float32: vectorisable polynomials; float64: libm)
+# ---------------------------------------------------------------------------
+
+
+@intrinsic
+def _pow2i_f32(typingctx, n):
+    """``2 ** n`` for an integral float32 ``n`` in ``[-127, 0]`` (``n = -127`` gives exactly 0)."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        i = builder.fptosi(args[0], i32)
+        i = builder.add(i, ir.Constant(i32, 127))
+        i = builder.shl(i, ir.Constant(i32, 23))
+        return builder.bitcast(i, ir.FloatType())
+
+    return sig, codegen
+
+
+def _exp2m(t):
+    """``2 ** t`` for ``t <= 0`` (``-inf`` allowed; exactly 0 below the float32 normal range)."""
+
+
+def _clampt(t):
+    """``t`` clamped from below so that ``w * t`` is 0 (not NaN) where ``w = 2 ** t == 0``."""
+
+
+def _log2_13(s):
+    """``log2(s)`` for ``1 <= s <= 3``."""
+
+
+@overload(_exp2m, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_exp2m(t):
+    if t == types.float32:
+        def impl(t):
+            t = t if t > np.float32(-127.0) else np.float32(-127.0)
+            n = np.floor(t)
+            f = t - n
+            q = np.float32(0.00021614077559206635)
+            q = q * f + np.float32(0.0012467305641621351)
+            q = q * f + np.float32(0.00967553909868002)
+            q = q * f + np.float32(0.05548521876335144)
+            q = q * f + np.float32(0.24022932350635529)
+            q = q * f + np.float32(0.6931470632553101)
+            p = q * f + np.float32(1.0)
+            return p * _pow2i_f32(n)
+        return impl
+    if t == types.float64:
+        return lambda t: np.exp2(t)
+
+
+@overload(_clampt, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_clampt(t):
+    if t == types.float32:
+        return lambda t: t if t > np.float32(-127.0) else np.float32(-127.0)
+    if t == types.float64:
+        return lambda t: t if t > -1100.0 else -1100.0
+
+
+@overload(_log2_13, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_log2_13(s):
+    if s == types.float32:
+        def impl(s):
+            big = s >= np.float32(1.4142135)
+            huge = s >= np.float32(2.828427)
+            k = np.float32(2.0) if huge else (np.float32(1.0) if big else np.float32(0.0))
+            sc = np.float32(0.25) if huge else (np.float32(0.5) if big else np.float32(1.0))
+            x = s * sc
+            u = (x - np.float32(1.0)) / (x + np.float32(1.0))
+            u2 = u * u
+            q = np.float32(0.430568128824234)
+            q = q * u2 + np.float32(0.5767596364021301)
+            q = q * u2 + np.float32(0.9617984294891357)
+            q = q * u2 + np.float32(2.885390043258667)
+            return k + u * q
+        return impl
+    if s == types.float64:
+        return lambda s: np.log2(s)
+
+
+@njit(inline="always", **_JIT)
+def _softmin2(a, b, c, inf_, zero_, one_):
+    """Base-2 softmin ``-log2(2^-a + 2^-b + 2^-c)``, minimum factored out; +inf when all are."""
+    lo_ab = a if a < b else b
+    hi_ab = b if a < b else a
+    m = lo_ab if lo_ab < c else c
+    mx = hi_ab if hi_ab > c else c
+    t = hi_ab if hi_ab < c else c
+    md = lo_ab if lo_ab > t else t
+    mm = m if m < inf_ else zero_
+    s = one_ + _exp2m(mm - md) + _exp2m(mm - mx)
+    return m - _log2_13(s)
+
+
+@njit(inline="always", **_JIT)
+def _weights2(a, b, c, inf_, zero_, one_):
+    """Normalised softmin weights of (a, b, c) and ``sum w log2 w`` (all 0 when all are +inf)."""
+    m = a if a < b else b
+    m = m if m < c else c
+    m = m if m < inf_ else zero_
+    ta = _clampt(m - a)
+    tb = _clampt(m - b)
+    tc = _clampt(m - c)
+    ea = _exp2m(ta)
+    eb = _exp2m(tb)
+    ec = _exp2m(tc)
+    s = ea + eb + ec
+    s = s if s > one_ else one_  # s >= 1 when one input is finite
+    inv = one_ / s
+    wa = ea * inv
+    wb = eb * inv
+    wc = ec * inv
+    ent = wa * ta + wb * tb + wc * tc - _log2_13(s)
+    return wa, wb, wc, ent
+
+
+# ---------------------------------------------------------------------------
+# Block layout
+# ---------------------------------------------------------------------------
+
+
+@njit(inline="always", **_JIT)
+def _lane_of(p, s, S, Pr):
+    # full-width strips first, then the last strip of each pair (possibly narrower): the
+    # number of lanes holding column w is non-increasing in w, so the store packs them
+    return p * (S - 1) + s if s < S - 1 else Pr * (S - 1) + p
+
+
+@njit(**_JIT)
+def _lane_tables(Pr, S, W, M):
+    L = LANES
+    lane_p = np.full(L, -1, np.int64)
+    lane_s = np.zeros(L, np.int64)
+    lane_left = np.full(L, -1, np.int64)
+    lane_wid = np.zeros(L, np.int64)
+    wl = M - (S - 1) * W
+    for p in range(Pr):
+        for s in range(S):
+            ln = _lane_of(p, s, S, Pr)
+            lane_p[ln] = p
+            lane_s[ln] = s
+            lane_wid[ln] = W if s < S - 1 else wl
+            if s > 0:
+                lane_left[ln] = _lane_of(p, s - 1, S, Pr)
+    # store offsets: column w (0-based) of a step holds the lanes l < cnt[w], at colstart[w]
+    cnt = np.zeros(W, np.int64)
+    colstart = np.zeros(W + 1, np.int64)
+    for w in range(W):
+        cnt[w] = Pr * (S - 1) + (Pr if w < wl else 0)
+        colstart[w + 1] = colstart[w] + cnt[w]
+    return lane_p, lane_s, lane_left, lane_wid, cnt, colstart
+
+
+# ---------------------------------------------------------------------------
+# Forward
+# ---------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, shifts, value,
+               inf_, zero_, one_):
+    L = LANES
+    N = cost.shape[1]
+    M = cost.shape[2]
+    T = N + S - 1
+    rowsize = Pr * M
+    lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
+    dt = cost.dtype
+    prev = np.full((W + 1) * L, inf_, dt)
+    cur = np.full((W + 1) * L, inf_, dt)
+    ct = np.full(W * L, inf_, dt)
+    delta = np.zeros(L, dt)
+    rmin = np.full(L, inf_, dt)
+    off = np.zeros(Pr, np.float64)
+    shift = np.zeros(Pr, dt)
+    # terminal cells
+    t_term = np.empty(Pr, np.int64)
+    w_term = np.empty(Pr, np.int64)
+    l_term = np.empty(Pr, np.int64)
+    for p in range(Pr):
+        st = (yl[b0 + p] - 1) // W
+        t_term[p] = xl[b0 + p] - 1 + st
+        w_term[p] = yl[b0 + p] - 1 - st * W + 1
+        l_term[p] = _lane_of(p, st, S, Pr)
+    for ln in range(L):
+        if lane_p[ln] >= 0 and lane_s[ln] == 0:
+            prev[ln] = zero_  # R[0, 0] = 0
+    jlo = np.zeros(L, np.int64)
+    jhi = np.zeros(L, np.int64)
+    for t in range(T):
+        # re-base each pair on the previous step's minimum
+        for p in range(Pr):
+            shift[p] = inf_
+        for ln in range(L):
+            p = lane_p[ln]
+            if p >= 0 and rmin[ln] < shift[p]:
+                shift[p] = rmin[ln]
+        for p in range(Pr):
+            if not shift[p] < inf_:
+                shift[p] = zero_
+            shifts[p, t] = shift[p]
+            off[p] += shift[p]
+        for ln in range(L):
+            p = lane_p[ln]
+            delta[ln] = -shift[p] if p >= 0 else zero_
+            rmin[ln] = inf_
+        # left boundary column (R[i, s W - 1]) from the left neighbour's previous step
+        for ln in range(L):
+            lf = lane_left[ln]
+            cur[ln] = prev[W * L + lf] + delta[ln] if lf >= 0 else inf_
+        # the columns this step touches, and the cost tile
+        wlo = W + 1
+        whi = 1
+        for ln in range(L):
+            p = lane_p[ln]
+            i = t - lane_s[ln]
+            jlo[ln] = 0
+            jhi[ln] = 0
+            if p >= 0 and i >= 0 and i < N:
+                c0 = lane_s[ln] * W
+                a = lo[b0 + p, i] - c0
+                z = hi[b0 + p, i] - c0
+                a = a if a > 0 else 0
+                z = z if z < lane_wid[ln] else lane_wid[ln]
+                if z > a:
+                    jlo[ln] = a + 1
+                    jhi[ln] = z + 1
+                    wlo = min(wlo, a + 1)
+                    whi = max(whi, z + 1)
+        for w in range(1, W + 1):
+            if w < wlo or w >= whi:
+                for ln in range(L):
+                    cur[w * L + ln] = inf_
+        if whi > wlo:
+            for ln in range(L):
+                p = lane_p[ln]
+                if jhi[ln] > jlo[ln]:
+                    i = t - lane_s[ln]
+                    c0 = lane_s[ln] * W - 1
+                    for w in range(wlo, whi):
+                        if w >= jlo[ln] and w < jhi[ln]:
+                            ct[(w - 1) * L + ln] = cost[b0 + p, i, c0 + w] * inv_scale
+                        else:
+                            ct[(w - 1) * L + ln] = inf_
+                else:
+                    for w in range(wlo, whi):
+                        ct[(w - 1) * L + ln] = inf_
+            _fwd_rows(prev, cur, ct, delta, rmin, wlo, whi, inf_, zero_, one_)
+        # values
+        for p in range(Pr):
+            if t_term[p] == t:
+                value[p] = (np.float64(cur[w_term[p] * L + l_term[p]]) + off[p]) * out_scale
+        # store the step (lanes whose row is in [0, N))
+        base = (t % N) * rowsize
+        if t >= S - 1 and t < N:
+            for w in range(W):
+                cs = base + colstart[w]
+                for ln in range(cnt[w]):
+                    store[cs + ln] = cur[(w + 1) * L + ln]
+        else:
+            for w in range(W):
+                cs = base + colstart[w]
+                for ln in range(cnt[w]):
+                    i = t - lane_s[ln]
+                    if i >= 0 and i < N:
+                        store[cs + ln] = cur[(w + 1) * L + ln]
+        prev, cur = cur, prev
+
+
+@njit(**_JIT)
+def _fwd_rows(prev, cur, ct, delta, rmin, wlo, whi, inf_, zero_, one_):
+    L = LANES
+    for w in range(wlo, whi):
+        bw = w * L
+        bm = bw - L
+        for ln in range(L):
+            dl = delta[ln]
+            a = prev[bm + ln] + dl
+            b = prev[bw + ln] + dl
+            c = cur[bm + ln]
+            v = ct[bm + ln] + _softmin2(a, b, c, inf_, zero_, one_)
+            cur[bw + ln] = v
+            r0 = rmin[ln]
+            rmin[ln] = v if v < r0 else r0
+
+
+@njit(parallel=True, **_JIT)
+def _fwd_all(cost, lo, hi, xl, yl, P, S, W, inv_scale, out_scale, store, shifts, value, inf_, zero_, one_):
+    B, N, M = cost.shape
+    nb = (B + P - 1) // P
+    for k in prange(nb):
+        b0 = k * P
+        Pr = min(P, B - b0)
+        _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale,
+                   store[b0 * N * M:(b0 + Pr) * N * M], shifts[b0:b0 + Pr], value[b0:b0 + Pr],
+                   inf_, zero_, one_)
+
+
+# ---------------------------------------------------------------------------
+# Backward
+# ---------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam, need_gg,
+               inf_, zero_, one_):
+    L = LANES
+    T = N + S - 1
+    rowsize = Pr * M
+    lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
+    dt = store.dtype
+    rc = np.full((W + 1) * L, inf_, dt)  # R of each lane's row at step t (relative to step t)
+    rp = np.full((W + 1) * L, inf_, dt)  # its row i - 1 (relative to step t - 1)
+    acc = np.zeros((W + 1) * L, dt)  # pushes into the row of step t
+    accn = np.zeros((W + 1) * L, dt)  # pushes into the row of step t - 1
+    et = np.zeros(W * L, dt)
+    delta = np.zeros(L, dt)
+    deltap = np.zeros(L, dt)
+    cl = np.zeros(L, dt)
+    cd = np.zeros(L, dt)
+    gstep = np.zeros(L, dt)
+    gacc = np.zeros(L, np.float64)
+    jlo = np.zeros(L, np.int64)
+    jhi = np.zeros(L, np.int64)
+    t_term = np.empty(Pr, np.int64)
+    w_term = np.empty(Pr, np.int64)
+    l_term = np.empty(Pr, np.int64)
+    for p in range(Pr):
+        st = (yl[b0 + p] - 1) // W
+        t_term[p] = xl[b0 + p] - 1 + st
+        w_term[p] = yl[b0 + p] - 1 - st * W + 1
+        l_term[p] = _lane_of(p, st, S, Pr)
+    # rc for the last step
+    _load_row(store, shifts, rc, deltap, T - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart, inf_, zero_)
+    for t in range(T - 1, -1, -1):
+        for ln in range(L):
+            p = lane_p[ln]
+            delta[ln] = -shifts[p, t] if p >= 0 else zero_
+        if t >= 1:
+            _load_row(store, shifts, rp, deltap, t - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
+                      inf_, zero_)
+        else:
+            for k in range((W + 1) * L):
+                rp[k] = inf_
+            for ln in range(L):
+                if lane_p[ln] >= 0 and lane_s[ln] == 0:
+                    rp[ln] = zero_
+        # lanes whose row is 0 take the DP row 0 as predecessor row
+        for ln in range(L):
+            if lane_p[ln] >= 0 and t - lane_s[ln] == 0 and t >= 1:
+                for w in range(W + 1):
+                    rp[w * L + ln] = inf_
+                if lane_s[ln] == 0:
+                    rp[ln] = zero_
+        for p in range(Pr):
+            if t_term[p] == t:
+                acc[w_term[p] * L + l_term[p]] += one_
+        wlo = W + 1
+        whi = 1
+        for ln in range(L):
+            p = lane_p[ln]
+            i = t - lane_s[ln]
+            jlo[ln] = 0
+            jhi[ln] = 0
+            if p >= 0 and i >= 0 and i < N:
+                c0 = lane_s[ln] * W
+                a = lo[b0 + p, i] - c0
+                z = hi[b0 + p, i] - c0
+                a = a if a > 0 else 0
+                z = z if z < lane_wid[ln] else lane_wid[ln]
+                if z > a:
+                    jlo[ln] = a + 1
+                    jhi[ln] = z + 1
+                    wlo = min(wlo, a + 1)
+                    whi = max(whi, z + 1)
+        for k in range((W + 1) * L):
+            accn[k] = zero_
+        for ln in range(L):
+            cl[ln] = zero_
+            cd[ln] = zero_
+            gstep[ln] = zero_
+        if whi > wlo:
+            _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_)
+            for ln in range(L):
+                accn[(wlo - 1) * L + ln] += cd[ln]
+        # pushes into column 0 (R[i, s W - 1]) belong to the left neighbour's row i at step t - 1
+        for ln in range(L):
+            lf = lane_left[ln]
+            if lf >= 0:
+                accn[W * L + lf] += acc[ln] + cl[ln]
+        for ln in range(L):
+            gacc[ln] += gstep[ln]
+        # gradient rows
+        for ln in range(L):
+            p = lane_p[ln]
+            i = t - lane_s[ln]
+            if p >= 0 and i >= 0 and i < N:
+                g = gv[b0 + p]
+                c0 = lane_s[ln] * W - 1
+                a = jlo[ln]
+                z = jhi[ln]
+                for w in range(1, lane_wid[ln] + 1):
+                    if w >= a and w < z:
+                        grad[p, i, c0 + w] = et[(w - 1) * L + ln] * g
+                    else:
+                        grad[p, i, c0 + w] = zero_
+        rc, rp = rp, rc
+        acc, accn = accn, acc
+    if need_gg:
+        for p in range(Pr):
+            ggam[p] = 0.0
+        for ln in range(L):
+            p = lane_p[ln]
+            if p >= 0:
+                ggam[p] += gacc[ln]
+        for p in range(Pr):
+            ggam[p] *= LN2 * gv[b0 + p]
+
+
+@njit(**_JIT)
+def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart, inf_, zero_):
+    """The row of step ``t`` of every lane (relative to step ``t``), column 0 from the left lane."""
+    L = LANES
+    base = (t % N) * rowsize
+    for w in range(W):
+        cs = base + colstart[w]
+        for ln in range(cnt[w]):
+            dst[(w + 1) * L + ln] = store[cs + ln]
+        for ln in range(cnt[w], L):
+            dst[(w + 1) * L + ln] = inf_
+    for ln in range(L):
+        p = lane_p[ln]
+        i = t - lane_s[ln]
+        if p < 0 or i < 0 or i >= N:
+            for w in range(W + 1):
+                dst[w * L + ln] = inf_
+    for ln in range(L):
+        p = lane_p[ln]
+        dtmp[ln] = -shifts[p, t] if p >= 0 else zero_
+    for ln in range(L):
+        lf = lane_left[ln]
+        i = t - lane_s[ln]
+        if lf >= 0 and i >= 0 and i < N:
+            # as the forward formed it: the left lane's last column one step earlier, re-based
+            dst[ln] = store[((t - 1) % N) * rowsize + colstart[W - 1] + lf] + dtmp[ln]
+        else:
+            dst[ln] = inf_
+
+
+@njit(**_JIT)
+def _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_):
+    L = LANES
+    for w in range(whi - 1, wlo - 1, -1):
+        bw = w * L
+        bm = bw - L
+        for ln in range(L):
+            e = acc[bw + ln] + cl[ln]
+            dl = delta[ln]
+            a = rp[bm + ln] + dl
+            b = rp[bw + ln] + dl
+            c = rc[bm + ln]
+            wa, wb, wc, ent = _weights2(a, b, c, inf_, zero_, one_)
+            accn[bw + ln] = cd[ln] + wb * e
+            cd[ln] = wa * e
+            cl[ln] = wc * e
+            et[bm + ln] = e
+            gstep[ln] += e * ent
+
+
+@njit(parallel=True, **_JIT)
+def _bwd_all(store, shifts, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need_gg, inf_, zero_, one_):
+    B = grad.shape[0]
+    nb = (B + P - 1) // P
+    for k in prange(nb):
+        b0 = k * P
+        Pr = min(P, B - b0)
+        _bwd_block(store[b0 * N * M:(b0 + Pr) * N * M], shifts[b0:b0 + Pr], lo, hi, xl, yl, gv, b0, Pr,
+                   S, W, N, M, grad[b0:b0 + Pr],
+                   ggam[b0:b0 + Pr], need_gg, inf_, zero_, one_)
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+
+def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, int]:
+    """``(P, S, W)``: pairs per block, column strips per pair, strip width.
+
+    Minimises the lane-steps of the busiest thread, ``ceil(blocks / threads) * (N + S - 1) * W``.
+    """
+    if threads is None:
+        threads = numba.get_num_threads()
+    best = None
+    for s_try in range(1, LANES + 1):
+        w = -(-M // s_try)
+        s = -(-M // w)
+        if s != s_try or (s > 1 and w < MIN_STRIP):
+            continue
+        p = LANES // s
+        blocks = -(-B // p)
+        work = -(-blocks // threads) * (N + s - 1) * w
+        if best is None or work < best[0]:
+            best = (work, p, s, w)
+    if best is None:
+        return LANES, 1, M
+    return best[1], best[2], best[3]
+
+
+def _layout_from_aux(n: int, m: int, aux: np.ndarray) -> tuple[int, int, int]:
+    s = aux.shape[1] - n + 1
+    w = -(-m // s)
+    return LANES // s, s, w
+
+
+def _consts(dtype):
+    t = np.dtype(dtype).type
+    return t(np.inf), t(0.0), t(1.0)
+
+
+def _check(cost_dtype):
+    if cost_dtype not in (np.float32, np.float64):
+        raise TypeError(f"cost must be float32 or float64, got {cost_dtype}")
+
+
+def forward(cost, gamma, x_len, y_len, lo, hi):
+    """Soft-DTW values of ``cost`` (B, N, M); returns ``(value, r, aux)`` (see the contract)."""
+    cost = np.ascontiguousarray(cost)
+    _check(cost.dtype)
+    B, N, M = cost.shape
+    gamma = float(gamma)
+    P, S, W = plan(B, N, M)
+    dt = cost.dtype
+    r = np.empty((B, N, M), dt)
+    aux = np.zeros((B, N + S - 1), np.float64)
+    value = np.empty(B, dt)
+    if B == 0:
+        return value, r, aux
+    inf_, zero_, one_ = _consts(dt)
+    inv_scale = dt.type(1.0 / (gamma * LN2))
+    _fwd_all(cost, np.ascontiguousarray(lo, np.int32), np.ascontiguousarray(hi, np.int32),
+             np.ascontiguousarray(x_len, np.int32), np.ascontiguousarray(y_len, np.int32),
+             P, S, W, inv_scale, gamma * LN2, r.reshape(-1), aux, value, inf_, zero_, one_)
+    return value, r, aux
+
+
+def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
+    """``(grad_cost, grad_gamma)`` from the state of :func:`forward` (see the contract)."""
+    r = np.ascontiguousarray(r)
+    _check(r.dtype)
+    B, N, M = r.shape
+    dt = r.dtype
+    grad = np.empty((B, N, M), dt)
+    ggam = np.zeros(B, np.float64)
+    if B == 0:
+        return grad, (ggam.astype(dt) if need_gamma_grad else None)
+    P, S, W = _layout_from_aux(N, M, aux)
+    inf_, zero_, one_ = _consts(dt)
+    gv = np.ascontiguousarray(grad_value, dt).reshape(B)
+    _bwd_all(r.reshape(-1), np.ascontiguousarray(aux, np.float64), np.ascontiguousarray(lo, np.int32),
+             np.ascontiguousarray(hi, np.int32), np.ascontiguousarray(x_len, np.int32),
+             np.ascontiguousarray(y_len, np.int32), gv, P, S, W, N, M, grad, ggam,
+             bool(need_gamma_grad), inf_, zero_, one_)
+    return grad, (ggam.astype(dt) if need_gamma_grad else None)
