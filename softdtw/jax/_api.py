@@ -1,0 +1,381 @@
+"""Public JAX entry points: validation (at trace time), dtypes, lengths and bands, the cost."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import spec
+from . import _core
+
+__all__ = [
+    "soft_dtw",
+    "soft_dtw_alignment",
+    "soft_dtw_alignment_from_cost",
+    "soft_dtw_from_cost",
+    "sqeuclidean_cost",
+]
+
+# Above this many features the cost is a matrix product (|x|^2 + |y|^2 - 2 x.y) computed once,
+# not a sum over features formed again on every anti-diagonal.
+_FUSED_MAX_FEATURES = 32
+_LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+
+def _is_tracer(a) -> bool:
+    return isinstance(a, jax.core.Tracer)
+
+
+def _as_array(a, name: str):
+    """``a`` as a JAX array after the dtype check of the spec (strings, complex, bool rejected)."""
+    dtype = a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+    kind = "f" if jnp.issubdtype(dtype, jnp.floating) else np.dtype(dtype).kind
+    spec.check_dtype_kind(kind, name)
+    return jnp.asarray(a)
+
+
+def _dtypes(*arrays):
+    """``(compute dtype, output dtype)``: float16/bfloat16 compute in float32; integers become float."""
+    dt = jnp.result_type(*[a.dtype for a in arrays])
+    if not jnp.issubdtype(dt, jnp.floating):
+        dt = jnp.zeros((), dtype=float).dtype  # the default float: float32, or float64 under x64
+    dt = jnp.dtype(dt)
+    return (jnp.dtype(jnp.float32) if dt in _LOW_PRECISION else dt), dt
+
+
+def _gamma(gamma, dtype):
+    """A Python float (validated), or for a traced gamma a 0-d array of ``dtype`` (differentiable)."""
+    if _is_tracer(gamma):
+        if jnp.ndim(gamma) != 0:
+            raise ValueError(f"gamma must be a scalar, got shape {jnp.shape(gamma)}")
+        if not (jnp.issubdtype(gamma.dtype, jnp.floating) or jnp.issubdtype(gamma.dtype, jnp.integer)):
+            raise TypeError(f"gamma must be a real number, got dtype {gamma.dtype}")
+        return jnp.asarray(gamma, dtype)  # traced values cannot be checked: gamma > 0 is the caller's
+    if isinstance(gamma, jax.Array):
+        gamma = np.asarray(gamma)
+    return spec.check_gamma(gamma)
+
+
+class _Lengths:
+    """Per-pair lengths, concrete (NumPy, validated) or traced (JAX, shape and dtype checked)."""
+
+    def __init__(self, lengths, batch: int, size: int, name: str, batched: bool):
+        self.size = size
+        if lengths is None:
+            self.value, self.traced = None, False
+            return
+        if not batched:
+            lengths = jnp.reshape(lengths, (1,)) if _is_tracer(lengths) else np.reshape(lengths, (1,))
+        if _is_tracer(lengths):
+            if not jnp.issubdtype(lengths.dtype, jnp.integer):
+                raise TypeError(f"{name} must hold integers, got dtype {lengths.dtype}")
+            if lengths.shape != (batch,):
+                raise ValueError(f"{name} must have shape ({batch},), got {lengths.shape}")
+            self.value, self.traced = lengths.astype(jnp.int32), True
+            return
+        arr = spec.check_lengths(np.asarray(lengths), batch, size, name)
+        self.value = None if np.all(arr == size) else arr
+        self.traced = False
+
+    def full(self, batch: int) -> np.ndarray:
+        return np.full(batch, self.size, np.int64) if self.value is None else self.value
+
+    def jnp(self, batch: int):
+        return jnp.asarray(self.full(batch) if not self.traced else self.value, jnp.int32)
+
+
+def _terminal(xl: _Lengths, yl: _Lengths, batch: int):
+    """``(kt, it)`` of :mod:`._core`, or ``(None, None)`` for full-size pairs."""
+    if xl.value is None and yl.value is None:
+        return None, None
+    a, b = xl.jnp(batch), yl.jnp(batch)
+    return a + b, a
+
+
+def _traced_band_error():
+    return NotImplementedError(
+        "band constraints with traced x_lengths/y_lengths are not supported: pass the lengths as "
+        "concrete (NumPy) arrays, e.g. as static arguments of jax.jit"
+    )
+
+
+def _bounds(n: int, m: int, batch: int, xl: _Lengths, yl: _Lengths, constraint):
+    """Per-row column bounds ``lo, hi`` (int32, ``(B, n)``) of the cells each pair uses."""
+    if not (xl.traced or yl.traced):
+        lo, hi = spec.band_bounds(n, m, xl.full(batch), yl.full(batch), constraint)
+        return jnp.asarray(lo), jnp.asarray(hi)
+    if constraint.kind is not None:
+        raise _traced_band_error()
+    rows = jnp.arange(n, dtype=jnp.int32)[None, :]
+    hi = jnp.where(rows < xl.jnp(batch)[:, None], yl.jnp(batch)[:, None], 0).astype(jnp.int32)
+    return jnp.zeros_like(hi), hi
+
+
+def _valid(n: int, m: int, batch: int, xl: _Lengths, yl: _Lengths, constraint):
+    """The ``(B, n, m)`` mask of used cells (NumPy when static), or None when every cell is used."""
+    if not (xl.traced or yl.traced):
+        if constraint.kind is None and xl.value is None and yl.value is None:
+            return None
+        return spec.valid_cells(n, m, xl.full(batch), yl.full(batch), constraint)
+    if constraint.kind is not None:
+        raise _traced_band_error()
+    i = jnp.arange(n)[None, :, None]
+    j = jnp.arange(m)[None, None, :]
+    return (i < xl.jnp(batch)[:, None, None]) & (j < yl.jnp(batch)[:, None, None])
+
+
+def sqeuclidean_cost(x, y):
+    r"""Squared Euclidean cost ``C[..., i, j] = sum_d (x[..., i, d] - y[..., j, d]) ** 2``.
+
+    Never forms a ``(..., N, M, D)`` array: the sum over features is written out (up to 32
+    features), else ``|x|^2 + |y|^2 - 2 x.y`` clamped at 0.
+
+    Parameters
+    ----------
+    x : jax.Array, shape (..., N, D)
+    y : jax.Array, shape (..., M, D)
+
+    Returns
+    -------
+    jax.Array, shape (..., N, M)
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> sqeuclidean_cost(jnp.zeros((2, 1)), jnp.ones((3, 1))).tolist()
+    [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+    if x.shape[-1] <= _FUSED_MAX_FEATURES:
+        out = None
+        for d in range(x.shape[-1]):
+            t = x[..., :, None, d] - y[..., None, :, d]
+            out = t * t if out is None else out + t * t
+        return out
+    xx = jnp.sum(x * x, axis=-1)[..., :, None]
+    yy = jnp.sum(y * y, axis=-1)[..., None, :]
+    xy = jnp.einsum("...nd,...md->...nm", x, y)
+    return jnp.maximum(xx + yy - 2 * xy, 0)
+
+
+def _values_from_cost(cost, gamma, constraint, xl: _Lengths, yl: _Lengths):
+    """Values ``(B,)`` of a batch of cost matrices ``(B, N, M)`` (compute dtype)."""
+    batch, n, m = cost.shape
+    valid = _valid(n, m, batch, xl, yl, constraint)
+    kt, it = _terminal(xl, yl, batch)
+    return _core.sdtw_diagonals(spec.cost_diagonals(jnp, cost, valid), gamma, kt, it)
+
+
+def _values_sqeuclidean(x, y, gamma, constraint, xl: _Lengths, yl: _Lengths):
+    """Values ``(B,)`` of the default cost, formed inside the scan."""
+    batch, n, d = x.shape
+    m = y.shape[1]
+    if d > _FUSED_MAX_FEATURES:
+        return _values_from_cost(sqeuclidean_cost(x, y), gamma, constraint, xl, yl)
+    if n > m and constraint.kind is None:
+        # the value is symmetric: run along the shorter series (diagonals of length min + 1)
+        x, y, xl, yl, n, m = y, x, yl, xl, m, n
+    lo, hi = _bounds(n, m, batch, xl, yl, constraint)
+    kt, it = _terminal(xl, yl, batch)
+    return _core.sdtw_sqeuclidean(x, y, gamma, lo, hi, kt, it)
+
+
+def _pair_cost(x, y, dist_func, dtype):
+    if dist_func is None:
+        return sqeuclidean_cost(x, y)
+    cost = dist_func(x, y)
+    expected = (x.shape[0], x.shape[1], y.shape[1])
+    if jnp.shape(cost) != expected:
+        raise ValueError(f"dist_func must return an array of shape {expected}, got {jnp.shape(cost)}")
+    return _as_array(cost, "dist_func's result").astype(dtype)
+
+
+def _prepare_pair(x, y, gamma, kw):
+    x = _as_array(x, "x")
+    y = _as_array(y, "y")
+    batched = spec.check_pair_shapes(x.shape, y.shape)
+    dtype, out_dtype = _dtypes(x, y)
+    x, y = x.astype(dtype), y.astype(dtype)
+    if not batched:
+        x, y = x[None], y[None]
+    batch, n, m = x.shape[0], x.shape[1], y.shape[1]
+    return x, y, _problem(batch, n, m, batched, gamma, dtype, out_dtype, **kw)
+
+
+def _problem(batch, n, m, batched, gamma, dtype, out_dtype, global_constraint=None, sakoe_chiba_radius=None,
+             itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    gamma = _gamma(gamma, dtype)
+    constraint = spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    xl = _Lengths(x_lengths, batch, n, "x_lengths", batched)
+    yl = _Lengths(y_lengths, batch, m, "y_lengths", batched)
+    if constraint.kind is not None and not (xl.traced or yl.traced):
+        # an infeasible band raises here, at trace time (as the NumPy reference does)
+        spec.valid_cells(n, m, xl.full(batch), yl.full(batch), constraint)
+    return dict(batched=batched, gamma=gamma, constraint=constraint, xl=xl, yl=yl, dtype=dtype,
+                out_dtype=out_dtype)
+
+
+def _finish(p, a):
+    a = a.astype(p["out_dtype"])
+    return a if p["batched"] else a[0]
+
+
+def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | None = None,
+             global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
+             x_lengths=None, y_lengths=None):
+    r"""Soft-DTW between (batches of) time series, or its divergence, in JAX.
+
+    .. math::
+
+        \mathrm{sdtw}_\gamma(x, y) = \min_{A \in \mathcal{A}_{N,M}}{}^{\gamma} \langle A, C(x, y) \rangle,
+        \qquad \min{}^\gamma(a_1, \dots, a_n) = -\gamma \log \sum_i e^{-a_i / \gamma}
+
+    where :math:`\mathcal{A}_{N,M}` holds the monotone alignment paths from (1, 1) to (N, M)
+    and :math:`C(x, y)_{ij} = \lVert x_i - y_j \rVert^2` by default. With ``normalize=True`` it
+    returns the divergence :math:`\mathrm{sdtw}(x, y) - \tfrac12 (\mathrm{sdtw}(x, x) + \mathrm{sdtw}(y, y))`.
+
+    Differentiable (reverse mode, any order) with respect to ``x``, ``y`` and a traced ``gamma``;
+    composes with ``jax.jit``, ``jax.vmap``, ``jax.grad``. Forward mode (``jax.jvp``) is not
+    supported. Invalid arguments raise at trace time, as in :mod:`softdtw.numpy`; a traced
+    ``gamma`` cannot be checked (it must be > 0).
+
+    Parameters
+    ----------
+    x : array_like, shape (B, N, D) or (N, D)
+    y : array_like, shape (B, M, D) or (M, D)
+    gamma : float > 0, or a 0-d JAX array
+        Smoothing; smaller is closer to DTW.
+    normalize : bool
+        Return the soft-DTW divergence (>= 0, exactly 0 when x == y).
+    dist_func : callable, optional
+        A JAX function ``dist_func(x, y)`` of (B, N, D), (B, M, D) returning (B, N, M),
+        differentiated by JAX. Default: squared Euclidean, formed one anti-diagonal at a time.
+    global_constraint, sakoe_chiba_radius, itakura_max_slope
+        Band constraint, as in tslearn 0.10 (see :func:`softdtw.spec.check_constraint`).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-pair lengths of padded batches: pair b uses ``x[b, :x_lengths[b]]``. May be traced
+        (then without a band constraint).
+
+    Returns
+    -------
+    jax.Array of shape (B,), or 0-d for one pair; the dtype of the inputs (float16 and bfloat16
+    inputs are computed in float32; integer inputs give the default float dtype).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.zeros((4, 3, 2)); y = np.arange(24.0).reshape(4, 3, 2)
+    >>> np.asarray(soft_dtw(x, y, gamma=0.1)).round(2).tolist()
+    [55.0, 451.0, 1279.0, 2539.0]
+
+    References
+    ----------
+    M. Cuturi and M. Blondel, "Soft-DTW: a Differentiable Loss Function for Time-Series", ICML 2017.
+    M. Blondel, A. Mensch and J.-P. Vert, "Differentiable Divergences Between Time Series", AISTATS 2021.
+    """
+    kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
+              itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
+    x, y, p = _prepare_pair(x, y, gamma, kw)
+    g, c, xl, yl = p["gamma"], p["constraint"], p["xl"], p["yl"]
+
+    if dist_func is not None:
+        def run(a, b, la, lb):
+            return _values_from_cost(_pair_cost(a, b, dist_func, p["dtype"]), g, c, la, lb)
+    else:
+        def run(a, b, la, lb):
+            return _values_sqeuclidean(a, b, g, c, la, lb)
+
+    if not normalize:
+        return _finish(p, run(x, y, xl, yl))
+    batch = x.shape[0]
+    if x.shape[1] == y.shape[1] and not (xl.traced or yl.traced):
+        # one scan over the three terms stacked along the batch
+        lx, ly = xl.full(batch), yl.full(batch)
+        both = _Lengths(None, 3 * batch, x.shape[1], "", True)
+        if xl.value is not None or yl.value is not None:
+            both = _Lengths(np.concatenate([lx, lx, ly]), 3 * batch, x.shape[1], "x_lengths", True)
+            both_y = _Lengths(np.concatenate([ly, lx, ly]), 3 * batch, y.shape[1], "y_lengths", True)
+        else:
+            both_y = both
+        v = run(jnp.concatenate([x, x, y]), jnp.concatenate([y, x, y]), both, both_y)
+        vxy, vxx, vyy = v[:batch], v[batch:2 * batch], v[2 * batch:]
+    else:
+        vxy, vxx, vyy = run(x, y, xl, yl), run(x, x, xl, xl), run(y, y, yl, yl)
+    return _finish(p, vxy - (vxx + vyy) / 2)
+
+
+def _prepare_cost(cost, gamma, kw):
+    cost = _as_array(cost, "cost")
+    batched = spec.check_cost_shape(cost.shape)
+    dtype, out_dtype = _dtypes(cost)
+    cost = cost.astype(dtype)
+    if not batched:
+        cost = cost[None]
+    return cost, _problem(cost.shape[0], cost.shape[1], cost.shape[2], batched, gamma, dtype, out_dtype, **kw)
+
+
+def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
+                       itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    """Soft-DTW of a cost matrix ``cost`` of shape (B, N, M) or (N, M), in JAX.
+
+    Returns values of shape (B,) (0-d for one matrix), differentiable with respect to ``cost``
+    (the gradient is the expected alignment) and a traced ``gamma``. Other arguments as in
+    :func:`soft_dtw`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> float(soft_dtw_from_cost(jnp.array([[5.0]]), gamma=1.0))
+    5.0
+    """
+    kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
+              itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
+    cost, p = _prepare_cost(cost, gamma, kw)
+    return _finish(p, _values_from_cost(cost, p["gamma"], p["constraint"], p["xl"], p["yl"]))
+
+
+def _alignment(cost, p):
+    value, vjp = jax.vjp(lambda c: _values_from_cost(c, p["gamma"], p["constraint"], p["xl"], p["yl"]), cost)
+    (align,) = vjp(jnp.ones_like(value))
+    return _finish(p, align), _finish(p, value)
+
+
+def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
+                                 itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    r"""Expected alignment :math:`E = \partial\,\mathrm{sdtw} / \partial C` and the value, in JAX.
+
+    Returns ``(alignment, value)``: shapes (B, N, M) and (B,) (or (N, M) and 0-d). The alignment
+    is 0 outside a pair's lengths and band, and is itself differentiable (reverse mode).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> a, v = soft_dtw_alignment_from_cost(jnp.array([[0.0, 5.0], [5.0, 0.0]]), gamma=1e-3)
+    >>> a.round(3).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
+              itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
+    cost, p = _prepare_cost(cost, gamma, kw)
+    return _alignment(cost, p)
+
+
+def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, global_constraint=None,
+                       sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
+    """Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order), in JAX.
+
+    Returns ``(alignment, value)`` of shapes (B, N, M) and (B,) (or (N, M) and 0-d).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> a, v = soft_dtw_alignment(jnp.array([[0.0], [1.0]]), jnp.array([[0.0], [1.0]]), gamma=0.01)
+    >>> a.round(3).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
+              itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
+    x, y, p = _prepare_pair(x, y, gamma, kw)
+    return _alignment(_pair_cost(x, y, dist_func, p["dtype"]), p)

@@ -1,0 +1,255 @@
+"""The cost -> value map of soft-DTW in JAX: ``lax.scan`` over the spec's step functions.
+
+Two differentiable maps share one forward and one backward scan:
+
+* :func:`sdtw_diagonals`: from the skewed cost ``cdiag`` (:func:`softdtw.spec.cost_diagonals`,
+  shape ``(K, B, N)``, ``K = N + M - 1``) to the values ``(B,)``; its cotangent is the expected
+  alignment ``E`` in the same skewed layout (any ``dist_func``, and the cost-matrix entry points).
+* :func:`sdtw_sqeuclidean`: from the series ``x`` ``(B, N, D)`` and ``y`` ``(B, M, D)`` with the
+  squared Euclidean cost formed one anti-diagonal at a time inside the scan (no ``(B, N, M)``
+  cost, no transposition of it); its cotangents are ``dV/dx``, ``dV/dy``, accumulated in the
+  backward scan from each diagonal of ``E``.
+
+Each is a ``jax.custom_vjp``:
+
+* forward: a ``lax.scan`` over the anti-diagonals driving :func:`softdtw.spec.forward_step`,
+  storing the DP diagonals ``r_0 .. r_{N+M-2}`` (the last two stay in the carry);
+* backward: a reverse ``lax.scan`` that rebuilds each diagonal's softmin weights from the stored
+  ``R`` (:func:`softdtw.spec.diagonal_weights`) and pulls the alignment back with
+  :func:`softdtw.spec.backward_step`; the cotangent of a traced ``gamma`` is
+  ``sum E * neg_entropy(w)`` (:func:`softdtw.spec.neg_entropy`).
+
+The backward is made of JAX operations only, so JAX differentiates it again (reverse over
+reverse: Hessian-vector products, ``grad(grad(...))``). Forward mode (``jvp``) is not defined
+for a ``custom_vjp`` and raises JAX's own error.
+
+The terminal cell of pair ``b`` is row ``it[b]`` of diagonal ``kt[b]`` (``it = x_lengths``,
+``kt = x_lengths + y_lengths``); ``kt = it = None`` means that every pair uses the whole padded
+matrix, whose terminal cell is the last entry of the last diagonal.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .. import spec
+
+__all__ = ["sdtw_diagonals", "sdtw_sqeuclidean"]
+
+
+class _Source(NamedTuple):
+    """Where the cost of each anti-diagonal comes from, and where its alignment goes.
+
+    ``diag(ops, k0)`` returns the cost ``(B, N)`` of skewed diagonal ``k0`` (``+inf`` at the
+    cells not used); ``grad_init(ops)`` the initial gradient state; ``grad_step(ops, state, k0, ec)``
+    consumes the alignment ``ec`` ``(B, N)`` of diagonal ``k0`` and returns ``(state, ys)``;
+    ``grad_finish(ops, state, ys)`` returns the cotangents of ``ops``.
+    """
+
+    diag: Callable
+    grad_init: Callable
+    grad_step: Callable
+    grad_finish: Callable
+
+
+def _take_rows(d, it):
+    """``d[b, it[b]]`` for a ``(B, N + 1)`` diagonal."""
+    return jnp.take_along_axis(d, it[:, None], axis=1)[:, 0]
+
+
+def _scan_forward(src: _Source, ops, shape, gamma, kt, it, store: bool):
+    """Run the forward recursion; returns ``(value, stored, r_last2)``.
+
+    ``shape = (K, B, N)``. ``stored`` (only when ``store``) holds the DP diagonals
+    ``r_0 .. r_{N+M-2}`` with shape ``(K, B, N + 1)``; ``r_last2`` is ``r_{N+M-1}``.
+    """
+    k_diags, batch, n, dtype = shape
+    like = jnp.zeros((batch, n + 1), dtype)
+    d0, d1 = spec.boundary_diagonals(jnp, like)
+    full = kt is None
+    val0 = None if full else jnp.zeros((batch,), dtype)
+
+    def body(carry, k0):
+        d2, d1, val = carry
+        d = spec.forward_step(jnp, d2, d1, src.diag(ops, k0), gamma)
+        if not full:
+            val = jnp.where(kt == k0 + 2, _take_rows(d, it), val)
+        return (d1, d, val), (d2 if store else None)
+
+    ks = jnp.arange(k_diags, dtype=jnp.int32)
+    (r_last2, r_last, val), stored = lax.scan(body, (d0, d1, val0), ks)
+    if full:
+        val = r_last[:, n]
+    return val, stored, r_last2
+
+
+def _scan_backward(src: _Source, ops, stored, r_last2, gamma, g, kt, it, want_gamma: bool):
+    """Reverse scan; returns ``(cotangents of ops, grad_gamma or None)``."""
+    k_diags, batch, n1 = stored.shape
+    dtype = stored.dtype
+    rows = jnp.arange(n1, dtype=jnp.int32)
+    zeros = jnp.zeros((batch, n1), dtype)
+    if kt is None:
+        kt_ = jnp.full((batch,), k_diags + 1, jnp.int32)
+        it_ = jnp.full((batch,), n1 - 1, jnp.int32)
+    else:
+        kt_, it_ = kt.astype(jnp.int32), it.astype(jnp.int32)
+    seed_vec = jnp.where(rows[None, :] == it_[:, None], g[:, None].astype(dtype), zeros)
+
+    def body(carry, xs):
+        e1, e2, w1, w2, r_km1, gacc, gstate = carry
+        r_km2, k0 = xs
+        seed = jnp.where((kt_ == k0 + 2)[:, None], seed_vec, zeros)
+        e = spec.backward_step(jnp, e1, e2, w1, w2, seed)
+        w = spec.diagonal_weights(jnp, r_km2, r_km1, gamma)
+        if want_gamma:
+            gacc = gacc + e * spec.neg_entropy(jnp, *w)
+        gstate, ys = src.grad_step(ops, gstate, k0, e[:, 1:])
+        return (e, e1, w, w1, r_km2, gacc, gstate), ys
+
+    no_w = (zeros, zeros, zeros)
+    gacc0 = zeros if want_gamma else None
+    ks = jnp.arange(k_diags, dtype=jnp.int32)
+    init = (zeros, zeros, no_w, no_w, r_last2, gacc0, src.grad_init(ops))
+    carry, ys = lax.scan(body, init, (stored, ks), reverse=True)
+    grad_gamma = carry[5].sum() if want_gamma else None
+    return src.grad_finish(ops, carry[6], ys), grad_gamma
+
+
+def _make_vjp(src: _Source):
+    """Two ``custom_vjp`` maps ``(ops, gamma, kt, it) -> values`` over ``src``.
+
+    ``static``: gamma a Python float (a nondiff argument, no gamma gradient is formed);
+    ``traced``: gamma a 0-d array, differentiable.
+    """
+
+    def shape_of(ops):
+        return src.diag(ops, None)
+
+    @partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def static(gamma: float, ops, kt, it):
+        return _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=False)[0]
+
+    def static_fwd(gamma, ops, kt, it):
+        val, stored, r_last2 = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=True)
+        return val, (ops, stored, r_last2, kt, it)
+
+    def static_bwd(gamma, res, g):
+        ops, stored, r_last2, kt, it = res
+        grads, _ = _scan_backward(src, ops, stored, r_last2, gamma, g, kt, it, want_gamma=False)
+        return grads, None, None
+
+    static.defvjp(static_fwd, static_bwd)
+
+    @jax.custom_vjp
+    def traced(ops, gamma, kt, it):
+        return _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=False)[0]
+
+    def traced_fwd(ops, gamma, kt, it):
+        val, stored, r_last2 = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=True)
+        return val, (ops, stored, r_last2, gamma, kt, it)
+
+    def traced_bwd(res, g):
+        ops, stored, r_last2, gamma, kt, it = res
+        grads, grad_gamma = _scan_backward(src, ops, stored, r_last2, gamma, g, kt, it, want_gamma=True)
+        return grads, grad_gamma.astype(gamma.dtype).reshape(gamma.shape), None, None
+
+    traced.defvjp(traced_fwd, traced_bwd)
+
+    def run(ops, gamma, kt, it):
+        if isinstance(gamma, float):
+            return static(gamma, ops, kt, it)
+        return traced(ops, gamma, kt, it)
+
+    return run
+
+
+# ------------------------------------------------------------ source 1: a skewed cost
+
+
+def _cd_diag(ops, k0):
+    (cdiag,) = ops
+    if k0 is None:
+        return (*cdiag.shape, cdiag.dtype)
+    return lax.dynamic_index_in_dim(cdiag, k0, axis=0, keepdims=False)
+
+
+_run_diagonals = _make_vjp(_Source(
+    diag=_cd_diag,
+    grad_init=lambda ops: None,
+    grad_step=lambda ops, state, k0, ec: (state, ec),
+    grad_finish=lambda ops, state, ys: (ys,),
+))
+
+
+def sdtw_diagonals(cdiag, gamma, kt=None, it=None):
+    """Soft-DTW values ``(B,)`` of the skewed cost ``cdiag`` ``(K, B, N)``.
+
+    ``gamma`` is a Python float (no gradient is formed for it) or a 0-d JAX array of the
+    dtype of ``cdiag`` (differentiable). ``kt``, ``it``: int32 ``(B,)`` terminal diagonal and row
+    of each pair, or both None for full-size pairs.
+    """
+    return _run_diagonals((cdiag,), gamma, kt, it)
+
+
+# ------------------------------------------------------------ source 2: squared Euclidean of x, y
+
+
+def _sq_diag(ops, k0):
+    # ops: xt (D, B, N), yr (D, B, M + 2N - 2) (y reversed along time, N - 1 zeros either side),
+    # lo, hi (B, N) int32: row i0 uses the columns lo <= j0 < hi.
+    xt, yr, lo, hi = ops
+    d, batch, n = xt.shape
+    if k0 is None:
+        m = yr.shape[2] - 2 * n + 2
+        return (n + m - 1, batch, n, xt.dtype)
+    m = yr.shape[2] - 2 * n + 2
+    ys = lax.dynamic_slice_in_dim(yr, m + n - 2 - k0, n, axis=2)  # ys[:, :, i0] = y[:, k0 - i0]
+    diff = xt - ys
+    c = jnp.sum(diff * diff, axis=0)
+    j0 = k0 - jnp.arange(n, dtype=jnp.int32)[None, :]
+    return jnp.where((j0 >= lo) & (j0 < hi), c, jnp.inf)
+
+
+def _sq_grad_init(ops):
+    xt, yr, _, _ = ops
+    return jnp.zeros_like(xt), jnp.zeros_like(yr)
+
+
+def _sq_grad_step(ops, state, k0, ec):
+    xt, yr, _, _ = ops
+    gx, gy = state
+    n = xt.shape[2]
+    m = yr.shape[2] - 2 * n + 2
+    start = m + n - 2 - k0
+    ys = lax.dynamic_slice_in_dim(yr, start, n, axis=2)
+    t = 2 * ec[None] * (xt - ys)
+    gx = gx + t
+    gy = lax.dynamic_update_slice_in_dim(gy, lax.dynamic_slice_in_dim(gy, start, n, axis=2) - t, start, axis=2)
+    return (gx, gy), None
+
+
+def _sq_grad_finish(ops, state, ys):
+    return state[0], state[1], None, None
+
+
+_run_sqeuclidean = _make_vjp(_Source(_sq_diag, _sq_grad_init, _sq_grad_step, _sq_grad_finish))
+
+
+def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None):
+    """Soft-DTW values ``(B,)`` of ``x`` ``(B, N, D)``, ``y`` ``(B, M, D)`` (squared Euclidean cost).
+
+    ``lo``, ``hi``: int32 ``(B, N)`` column bounds of each row (:func:`softdtw.spec.band_bounds`).
+    Other arguments as :func:`sdtw_diagonals`.
+    """
+    n = x.shape[1]
+    xt = jnp.transpose(x, (2, 0, 1))
+    yt = jnp.transpose(y[:, ::-1], (2, 0, 1))
+    yr = jnp.pad(yt, ((0, 0), (0, 0), (n - 1, n - 1)))
+    return _run_sqeuclidean((xt, yr, lo, hi), gamma, kt, it)
+
