@@ -24,5 +24,9 @@ torch custom ops (``softdtw.torch``) can dispatch to any of them by device:
     * The softmin weights are recomputed from the stored ``r`` (docs/algorithm.md); no cost
       matrix is needed, no weights are stored.
 
+``aux_shape(B, N, M, dtype) -> (shape, dtype)``
+    The shape and NumPy dtype of ``aux`` for a ``(B, N, M)`` cost of ``dtype`` (torch.compile's
+    fake tensors need it without running the kernel); omitted when ``aux`` is ``(B, 0)``.
+
 Finite inputs never give NaN or inf in values or gradients, for any gamma > 0.
 """

@@ -1,0 +1,157 @@
+"""torch.library custom ops: ``softdtw::forward`` and ``softdtw::backward``.
+
+They wrap the kernels of ``softdtw.kernels`` (numba on CPU, Triton on CUDA, the pure-torch
+path elsewhere), so autograd, ``torch.compile(fullgraph=True)`` and every device see one op.
+The per-row band bounds are computed inside the forward op (opaque to the compiler) and
+returned, so the backward reuses them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+import numpy as np
+import torch
+
+from .. import spec
+from . import _pure
+
+BAND_KINDS = (None, "sakoe_chiba", "itakura")
+
+
+def _kernel_module(device_type: str):
+    """The kernel for a device: numba on CPU, Triton on CUDA, the pure-torch path otherwise.
+
+    ``SOFTDTW_KERNEL=pure`` forces the pure-torch path (used by tests to check it everywhere).
+    """
+    if os.environ.get("SOFTDTW_KERNEL") == "pure":
+        return _pure
+    name = {"cpu": "softdtw.kernels.numba_cpu", "cuda": "softdtw.kernels.triton_cuda"}.get(device_type)
+    if name is None:
+        return _pure
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return _pure
+
+
+def _aux_spec(module, batch: int, n: int, m: int, dtype: torch.dtype):
+    """Shape and dtype of a kernel's ``aux`` state (for the fake implementation)."""
+    fn = getattr(module, "aux_shape", None)
+    if fn is None:
+        return (batch, 0), dtype
+    shape, np_dtype = fn(batch, n, m, np.dtype(str(dtype)[6:]))
+    return tuple(shape), getattr(torch, np.dtype(np_dtype).name)
+
+
+def _numpy_kernel(module) -> bool:
+    """The numba kernel takes and returns NumPy arrays (zero-copy views of CPU tensors)."""
+    return module.__name__.endswith("numba_cpu")
+
+
+def _to_numpy(a):
+    return a.detach().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _to_torch(a):
+    return torch.from_numpy(a) if isinstance(a, np.ndarray) else a
+
+
+def _call(module, fn_name, *args):
+    fn = getattr(module, fn_name)
+    if _numpy_kernel(module):
+        return tuple(_to_torch(o) for o in fn(*(_to_numpy(a) for a in args)))
+    return fn(*args)
+
+
+@functools.lru_cache(maxsize=64)
+def _full_bounds(batch: int, n: int, m: int, band_kind: int, band_param: float):
+    constraint = spec.Constraint(BAND_KINDS[band_kind], band_param if band_kind else None)
+    lo, hi = spec.band_bounds(n, m, np.full(batch, n), np.full(batch, m), constraint)
+    lo.flags.writeable = False
+    hi.flags.writeable = False
+    return lo, hi
+
+
+def _bounds(batch, n, m, x_len, y_len, band_kind, band_param):
+    if x_len is None and y_len is None:
+        return _full_bounds(batch, n, m, band_kind, band_param)
+    xl = spec.check_lengths(None if x_len is None else x_len.cpu().numpy(), batch, n, "x_lengths")
+    yl = spec.check_lengths(None if y_len is None else y_len.cpu().numpy(), batch, m, "y_lengths")
+    constraint = spec.Constraint(BAND_KINDS[band_kind], band_param if band_kind else None)
+    return spec.band_bounds(n, m, xl, yl, constraint)
+
+
+def _lengths(t, batch, size, device):
+    if t is None:
+        return torch.full((batch,), size, dtype=torch.int32, device=device)
+    return t.to(device=device, dtype=torch.int32, copy=True)  # an op output may not alias an input
+
+
+@torch.library.custom_op("softdtw::forward", mutates_args=())
+def sdtw_forward(cost: torch.Tensor, gamma: float, x_len: torch.Tensor | None, y_len: torch.Tensor | None,
+                 band_kind: int, band_param: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                             torch.Tensor, torch.Tensor, torch.Tensor,
+                                                             torch.Tensor]:
+    """Value and backward state of a ``(B, N, M)`` cost; returns
+    ``(value, r, aux, x_len, y_len, lo, hi)`` (the last four int32)."""
+    batch, n, m = cost.shape
+    lo_np, hi_np = _bounds(batch, n, m, x_len, y_len, band_kind, band_param)
+    dev = cost.device
+    lo = torch.tensor(lo_np, device=dev)  # a copy: the cached bounds stay read-only
+    hi = torch.tensor(hi_np, device=dev)
+    xl = _lengths(x_len, batch, n, dev)
+    yl = _lengths(y_len, batch, m, dev)
+    module = _kernel_module(dev.type)
+    cost = cost.contiguous()
+    value, r, aux = _call(module, "forward", cost, gamma, xl, yl, lo, hi)
+    return value, r, aux, xl, yl, lo, hi
+
+
+@sdtw_forward.register_fake
+def _(cost, gamma, x_len, y_len, band_kind, band_param):
+    batch, n, m = cost.shape
+    aux_shape, aux_dtype = _aux_spec(_kernel_module(cost.device.type), batch, n, m, cost.dtype)
+    i32 = dict(dtype=torch.int32, device=cost.device)
+    return (cost.new_empty((batch,)), cost.new_empty((batch, n, m)),
+            cost.new_empty(aux_shape, dtype=aux_dtype),
+            torch.empty((batch,), **i32), torch.empty((batch,), **i32),
+            torch.empty((batch, n), **i32), torch.empty((batch, n), **i32))
+
+
+@torch.library.custom_op("softdtw::backward", mutates_args=())
+def sdtw_backward(r: torch.Tensor, aux: torch.Tensor, gamma: float, x_len: torch.Tensor, y_len: torch.Tensor,
+                  lo: torch.Tensor, hi: torch.Tensor, grad_value: torch.Tensor,
+                  need_gamma_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grad_cost, grad_gamma)`` = ``grad_value`` times (expected alignment, d value / d gamma)."""
+    module = _kernel_module(r.device.type)
+    grad_value = grad_value.to(r.dtype).contiguous()
+    grad_cost, grad_gamma = _call(module, "backward", r, aux, gamma, x_len, y_len, lo, hi, grad_value,
+                                  need_gamma_grad)
+    if grad_gamma is None:
+        grad_gamma = r.new_zeros((r.shape[0],))
+    return grad_cost, grad_gamma
+
+
+@sdtw_backward.register_fake
+def _(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
+    return r.new_empty(r.shape), r.new_empty((r.shape[0],))
+
+
+def _setup_context(ctx, inputs, output):
+    _, gamma, _, _, _, _ = inputs
+    _, r, aux, xl, yl, lo, hi = output
+    ctx.gamma = gamma
+    ctx.save_for_backward(r, aux, xl, yl, lo, hi)
+    ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
+
+
+def _backward(ctx, grad_value, *_unused):
+    r, aux, xl, yl, lo, hi = ctx.saved_tensors
+    grad_cost, _ = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, False)
+    return grad_cost, None, None, None, None, None
+
+
+torch.library.register_autograd("softdtw::forward", _backward, setup_context=_setup_context)

@@ -1,0 +1,440 @@
+"""The PyTorch realization against the NumPy reference, autograd, custom ops, compile, DDP, errors."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import softdtw.numpy as ref
+from softdtw.testing.strategies import gammas, problems
+from softdtw.torch import (
+    SoftDTWLossPyTorch,
+    soft_dtw,
+    soft_dtw_alignment,
+    soft_dtw_alignment_from_cost,
+    soft_dtw_from_cost,
+    sqeuclidean_cost,
+)
+from softdtw.torch import _ops
+
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+KERNELS = ["default", "pure"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request, monkeypatch):
+    if request.param == "pure":
+        monkeypatch.setenv("SOFTDTW_KERNEL", "pure")
+    else:
+        monkeypatch.delenv("SOFTDTW_KERNEL", raising=False)
+    return request.param
+
+
+def rel_err(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.abs(a - b).max() / max(1.0, np.abs(b).max())
+
+
+# ---------------------------------------------------------------- seed example
+
+
+def test_seed_example_float64_gradient():
+    x = torch.zeros((4, 3, 2), dtype=torch.float64, requires_grad=True)
+    y = torch.arange(24).reshape(4, 3, 2)
+    loss = SoftDTWLossPyTorch(gamma=0.1)(x, y)
+    assert loss.dtype == torch.float64
+    loss.mean().backward()
+    np.testing.assert_allclose(x.grad[0].numpy(), [[0, -0.5], [-0.999955, -1.499977], [-2.000045, -2.500068]],
+                               atol=1e-6)
+
+
+# ---------------------------------------------------------------- agreement with the reference
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@given(problem=problems(lengths=(1, 2, 3, 5, 8), scale_range=(1e-1, 1e1), gamma=gammas(1e-2, 1e1)),
+       normalize=st.booleans())
+def test_matches_reference(kernel, dtype, problem, normalize):
+    x, y, gamma = problem
+    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    yt = torch.tensor(y, dtype=dtype, requires_grad=True)
+    v = soft_dtw(xt, yt, gamma, normalize=normalize)
+    w = torch.linspace(0.5, 2.0, v.shape[0], dtype=dtype)  # any upstream gradient
+    (v * w).sum().backward()
+    # the reference sees the same (rounded) inputs
+    xr, yr = xt.detach().double().numpy(), yt.detach().double().numpy()
+    v_ref, gx_ref, gy_ref = ref.soft_dtw_value_and_grad(xr, yr, gamma, normalize=normalize)
+    w_np = w.double().numpy()[:, None, None]
+    tol = TOL[dtype]
+    scale = max(1.0, np.abs(ref.soft_dtw(xr, yr, gamma)).max())
+    assert np.abs(v.detach().numpy() - v_ref).max() <= tol * scale
+    assert rel_err(xt.grad.numpy(), gx_ref * w_np) <= tol * (10 if dtype == torch.float32 else 1)
+    assert rel_err(yt.grad.numpy(), gy_ref * w_np) <= tol * (10 if dtype == torch.float32 else 1)
+
+
+@given(problem=problems(lengths=(1, 2, 3, 5), gamma=gammas(1e-3, 1e2)),
+       band=st.sampled_from([(None, None, None), ("sakoe_chiba", 0, None), ("sakoe_chiba", 2, None),
+                             ("itakura", None, 2.0)]))
+def test_cost_gradient_matches_reference(kernel, problem, band):
+    x, y, gamma = problem
+    cost = ref.sqeuclidean_cost(x, y)
+    kind, radius, slope = band
+    kw = dict(global_constraint=kind, sakoe_chiba_radius=radius, itakura_max_slope=slope)
+    try:
+        a_ref, v_ref = ref.soft_dtw_alignment_from_cost(cost, gamma, **kw)
+    except ValueError:
+        with pytest.raises(ValueError, match="itakura_max_slope"):
+            soft_dtw_from_cost(torch.tensor(cost), gamma, **kw)
+        return
+    ct = torch.tensor(cost, requires_grad=True)
+    v = soft_dtw_from_cost(ct, gamma, **kw)
+    v.sum().backward()
+    assert rel_err(v.detach().numpy(), v_ref) <= 1e-10
+    assert rel_err(ct.grad.numpy(), a_ref) <= 1e-10
+    a, v2 = soft_dtw_alignment_from_cost(torch.tensor(cost), gamma, **kw)
+    assert rel_err(a.numpy(), a_ref) <= 1e-10
+    assert torch.equal(v2, v.detach())
+
+
+def test_alignment_entry_point():
+    rng = np.random.default_rng(3)
+    x, y = rng.random((2, 4, 2)), rng.random((2, 6, 2))
+    a, v = soft_dtw_alignment(torch.tensor(x), torch.tensor(y), 0.3)
+    a_ref, v_ref = ref.soft_dtw_alignment(x, y, 0.3)
+    assert rel_err(a.numpy(), a_ref) <= 1e-10 and rel_err(v.numpy(), v_ref) <= 1e-10
+    a1, v1 = soft_dtw_alignment(torch.tensor(x[0]), torch.tensor(y[0]), 0.3)
+    assert a1.shape == (4, 6) and v1.ndim == 0
+
+
+def l1(a, b):
+    return (a[:, :, None, :] - b[:, None, :, :]).abs().sum(-1)
+
+
+def cosine(a, b):
+    an = a / a.norm(dim=-1, keepdim=True)
+    bn = b / b.norm(dim=-1, keepdim=True)
+    return 1 - an @ bn.transpose(1, 2)
+
+
+@pytest.mark.parametrize("dist", [l1, cosine])
+def test_dist_func_gradient(kernel, dist):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 5, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(3, 4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    v = soft_dtw(x, y, 0.5, dist_func=dist, normalize=True)
+    v.sum().backward()
+    # chain rule by hand: E from the reference, then autograd through dist_func only
+    gx = torch.zeros_like(x)
+    gy = torch.zeros_like(y)
+    value = 0
+    for a, b, sign in ((x, y, 1.0), (x, x, -0.5), (y, y, -0.5)):
+        a_ = a.detach().requires_grad_()
+        b_ = b.detach().requires_grad_()
+        c = dist(a_, b_)
+        e, val = ref.soft_dtw_alignment_from_cost(c.detach().numpy(), 0.5)
+        value = value + sign * val
+        ga, gb = torch.autograd.grad((c * torch.tensor(e)).sum(), (a_, b_))
+        for t, gt in ((a, ga), (b, gb)):
+            (gx if t is x else gy).add_(sign * gt)
+    assert rel_err(v.detach().numpy(), value) <= 1e-10
+    assert rel_err(x.grad.numpy(), gx.numpy()) <= 1e-10
+    assert rel_err(y.grad.numpy(), gy.numpy()) <= 1e-10
+
+
+def test_dist_func_output_not_written(kernel):
+    x = torch.rand(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 5, 3, dtype=torch.float64)
+    kept = {}
+
+    def dist(a, b):
+        c = sqeuclidean_cost(a, b)
+        kept[len(kept)] = (c, c.detach().clone())
+        return c
+
+    soft_dtw(x, y, 0.1, dist_func=dist, sakoe_chiba_radius=1).sum().backward()
+    for c, copy in kept.values():
+        assert torch.equal(c.detach(), copy)
+
+
+# ---------------------------------------------------------------- autograd
+
+
+@pytest.mark.parametrize("shape", [((2, 3, 2), (2, 4, 2)), ((1, 1, 1), (1, 3, 1)), ((2, 4, 1), (2, 1, 1))])
+def test_gradcheck(kernel, shape):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(*shape[0], dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(*shape[1], dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: soft_dtw(a, b, 0.7), (x, y))
+    assert torch.autograd.gradcheck(lambda a, b: soft_dtw(a, b, 0.7, normalize=True), (x, y))
+    c = torch.rand(2, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c: soft_dtw_from_cost(c, 0.3, sakoe_chiba_radius=1), (c,))
+
+
+def test_sqeuclidean_cost_large_d_matches_direct():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 7, 20, dtype=torch.float64, generator=g) + 100
+    y = torch.randn(2, 9, 20, dtype=torch.float64, generator=g) + 100
+    direct = ((x[:, :, None] - y[:, None]) ** 2).sum(-1)
+    assert torch.allclose(sqeuclidean_cost(x, y), direct, rtol=1e-10, atol=1e-9)
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    assert torch.autograd.gradcheck(sqeuclidean_cost, (xr, yr))
+    assert torch.autograd.gradgradcheck(sqeuclidean_cost, (xr, yr))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_computes_in_float32(dtype):
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(3, 6, 2, generator=g).to(dtype).requires_grad_()
+    y = torch.rand(3, 5, 2, generator=g).to(dtype)
+    v = soft_dtw(x, y, 0.1)
+    assert v.dtype == dtype
+    v32 = soft_dtw(x.detach().float(), y.float(), 0.1)
+    assert torch.allclose(v.float(), v32.to(dtype).float())
+    v.sum().backward()
+    assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
+
+
+def test_inputs_unchanged(kernel):
+    x = torch.rand(2, 4, 3, requires_grad=True)
+    y = torch.rand(2, 6, 3, requires_grad=True)
+    x0, y0 = x.detach().clone(), y.detach().clone()
+    soft_dtw(x, y, 0.1, normalize=True).sum().backward()
+    assert torch.equal(x.detach(), x0) and torch.equal(y.detach(), y0)
+
+
+@given(problem=problems(gamma=gammas(1e-3, 1e2), scale_range=(1e-3, 1e3)))
+def test_finite_for_finite_inputs(problem):
+    x, y, gamma = problem
+    for dtype in (torch.float32, torch.float64):
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        v = soft_dtw(xt, torch.tensor(y, dtype=dtype), gamma)
+        v.sum().backward()
+        assert torch.isfinite(v).all() and torch.isfinite(xt.grad).all()
+
+
+def test_large_costs_small_gamma_finite(kernel):
+    c = torch.rand(2, 9, 7, dtype=torch.float32) * 1e6
+    c.requires_grad_()
+    soft_dtw_from_cost(c, 1e-2).sum().backward()
+    assert torch.isfinite(c.grad).all()
+
+
+def test_nan_propagates_to_its_pair_only(kernel):
+    x = torch.rand(3, 4, 2)
+    y = torch.rand(3, 5, 2)
+    x[1, 2, 0] = float("nan")
+    v = soft_dtw(x, y, 0.5)
+    assert torch.isnan(v[1]) and torch.isfinite(v[[0, 2]]).all()
+
+
+# ---------------------------------------------------------------- lengths
+
+
+@given(problem=problems(lengths=(2, 3, 5)), normalize=st.booleans())
+def test_lengths_equal_unpadded(kernel, problem, normalize):
+    x, y, gamma = problem
+    b = x.shape[0]
+    rng = np.random.default_rng(5)
+    xl = torch.tensor(rng.integers(1, x.shape[1] + 1, size=b))
+    yl = torch.tensor(rng.integers(1, y.shape[1] + 1, size=b))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.tensor(y, requires_grad=True)
+    v = soft_dtw(xt, yt, gamma, normalize=normalize, x_lengths=xl, y_lengths=yl)
+    v.sum().backward()
+    for k in range(b):
+        xk = torch.tensor(x[k, : xl[k]], requires_grad=True)
+        yk = torch.tensor(y[k, : yl[k]], requires_grad=True)
+        vk = soft_dtw(xk, yk, gamma, normalize=normalize)
+        vk.backward()
+        v, vk = v.detach(), vk.detach()
+        assert abs(float(v[k] - vk)) <= 1e-10 * max(1.0, abs(float(vk.detach())))
+        assert torch.allclose(xt.grad[k, : xl[k]], xk.grad, rtol=1e-10, atol=1e-12)
+        assert torch.allclose(yt.grad[k, : yl[k]], yk.grad, rtol=1e-10, atol=1e-12)
+        assert (xt.grad[k, xl[k]:] == 0).all() and (yt.grad[k, yl[k]:] == 0).all()
+
+
+def test_packed_sequence():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    x = torch.rand(3, 5, 2, dtype=torch.float64)
+    y = torch.rand(3, 4, 2, dtype=torch.float64)
+    xl, yl = torch.tensor([5, 2, 3]), torch.tensor([1, 4, 2])
+    px = pack_padded_sequence(x, xl, batch_first=True, enforce_sorted=False)
+    py = pack_padded_sequence(y, yl, batch_first=True, enforce_sorted=False)
+    v = soft_dtw(px, py, 0.3)
+    expected = soft_dtw(x, y, 0.3, x_lengths=xl, y_lengths=yl)
+    assert torch.allclose(v, expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- custom ops and compile
+
+
+def test_cpu_kernel_is_used():
+    mod = _ops._kernel_module("cpu")
+    assert mod.__name__ in ("softdtw.kernels.numba_cpu", "softdtw.torch._pure")
+
+
+def test_opcheck(kernel):
+    g = torch.Generator().manual_seed(6)
+    cost = torch.rand(3, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    for args in [(cost, 0.5, None, None, 0, 0.0),
+                 (cost, 0.5, torch.tensor([4, 2, 3]), torch.tensor([5, 5, 1]), 1, 1.0)]:
+        torch.library.opcheck(_ops.sdtw_forward, args)
+    value, r, aux, xl, yl, lo, hi = _ops.sdtw_forward(cost.detach(), 0.5, None, None, 0, 0.0)
+    torch.library.opcheck(_ops.sdtw_backward, (r, aux, 0.5, xl, yl, lo, hi, torch.rand(3, dtype=torch.float64), True))
+
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.loss = SoftDTWLossPyTorch(gamma=0.1, normalize=True, sakoe_chiba_radius=2)
+
+    def forward(self, x, y):
+        return self.loss(self.lin(x), y).mean()
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph(backend):
+    torch.manual_seed(0)
+    model = _Model()
+    x, y = torch.rand(4, 6, 2), torch.rand(4, 5, 2)
+    eager = model(x, y)
+    eager.backward()
+    g_eager = model.lin.weight.grad.clone()
+    model.zero_grad()
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    out = compiled(x, y)
+    out.backward()
+    assert torch.allclose(out, eager, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(model.lin.weight.grad, g_eager, rtol=1e-4, atol=1e-5)
+
+
+DDP_SCRIPT = r"""
+import os, sys, torch, torch.distributed as dist
+from softdtw.torch import SoftDTWLossPyTorch
+
+def run(rank, world, port, out):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"; os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 3).double()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 7, 3, dtype=torch.float64, generator=g)
+    y = torch.rand(4, 5, 3, dtype=torch.float64, generator=g)
+    xs, ys = x.chunk(world)[rank], y.chunk(world)[rank]
+    loss = SoftDTWLossPyTorch(gamma=0.5)(ddp(xs), ys).sum() * world / 4
+    loss.backward()
+    if rank == 0:
+        torch.save(model.weight.grad, out)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    import torch.multiprocessing as mp
+    port, out = int(sys.argv[1]), sys.argv[2]
+    mp.spawn(run, args=(2, port, out), nprocs=2, join=True)
+"""
+
+
+def test_ddp_two_processes_match_single(tmp_path):
+    import socket
+
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "grad.pt"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, str(script), str(port), str(out)], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp_grad = torch.load(out)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 3).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 7, 3, dtype=torch.float64, generator=g)
+    y = torch.rand(4, 5, 3, dtype=torch.float64, generator=g)
+    (SoftDTWLossPyTorch(gamma=0.5)(model(x), y).sum() / 4).backward()
+    assert torch.allclose(ddp_grad, model.weight.grad, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- drop-in for tslearn
+
+
+def test_same_numbers_as_tslearn():
+    tslearn = pytest.importorskip("tslearn.metrics")
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(3, 6, 2, dtype=torch.float64, generator=g)
+    y = torch.rand(3, 8, 2, dtype=torch.float64, generator=g)
+    for kw in [dict(), dict(normalize=True), dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=2),
+               dict(global_constraint="itakura", itakura_max_slope=3.0)]:
+        if kw.get("global_constraint") == "itakura":
+            y = y[:, :6]  # tslearn's itakura self-terms need feasible shapes
+        xa = x.clone().requires_grad_()
+        xb = x.clone().requires_grad_()
+        ours = SoftDTWLossPyTorch(gamma=0.3, **kw)(xa, y)
+        theirs = tslearn.SoftDTWLossPyTorch(gamma=0.3, **kw)(xb, y)
+        ours.sum().backward()
+        theirs.sum().backward()
+        assert torch.allclose(ours, theirs.double(), rtol=1e-6), kw
+        assert torch.allclose(xa.grad, xb.grad.double(), rtol=1e-5, atol=1e-6), kw
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "x, y, kw, exc, match",
+    [
+        (torch.zeros(3), torch.zeros(3), {}, ValueError, "x must have shape"),
+        (torch.zeros(1, 1, 3, 1), torch.zeros(1, 3, 1), {}, ValueError, "x must have shape"),
+        (torch.zeros(2, 3, 1), torch.zeros(3, 3, 1), {}, ValueError, "same batch size"),
+        (torch.zeros(2, 3, 1), torch.zeros(2, 3, 2), {}, ValueError, "same number of features"),
+        (torch.zeros(2, 0, 1), torch.zeros(2, 3, 1), {}, ValueError, "x is an empty series"),
+        (torch.zeros(2, 3, 1), torch.zeros(2, 0, 1), {}, ValueError, "y is an empty series"),
+        (torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.complex64), {}, TypeError, "y must hold real numbers"),
+        (torch.zeros(1, 1, dtype=torch.bool), torch.zeros(1, 1), {}, TypeError, "x must hold real numbers"),
+        (np.zeros((1, 1)), torch.zeros(1, 1), {}, TypeError, "x must be a torch.Tensor"),
+        (torch.zeros(1, 1), torch.zeros(1, 1), {"gamma": 0.0}, ValueError, "gamma must be > 0"),
+        (torch.zeros(1, 1), torch.zeros(1, 1), {"gamma": float("nan")}, ValueError, "gamma must be finite"),
+        (torch.zeros(1, 1), torch.zeros(1, 1), {"gamma": float("inf")}, ValueError, "gamma must be finite"),
+        (torch.zeros(1, 1), torch.zeros(1, 1), {"global_constraint": "band"}, ValueError, "global_constraint"),
+        (torch.zeros(1, 1), torch.zeros(1, 1), {"sakoe_chiba_radius": -1}, ValueError, "sakoe_chiba_radius"),
+        (torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), {"x_lengths": torch.tensor([0])}, ValueError, "x_lengths must be >= 1"),
+        (torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), {"y_lengths": torch.tensor([4])}, ValueError, "y_lengths must be <="),
+        (torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), {"x_lengths": torch.tensor([1, 2])}, ValueError, "x_lengths must have shape"),
+        (torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), {"x_lengths": torch.tensor([1.5])}, TypeError, "x_lengths must hold integers"),
+        (torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), {"dist_func": lambda a, b: a}, ValueError, "dist_func must return"),
+    ],
+)
+def test_bad_input(x, y, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        soft_dtw(x, y, **kw)
+
+
+def test_bad_module_arguments():
+    with pytest.raises(ValueError, match="gamma must be > 0"):
+        SoftDTWLossPyTorch(gamma=-1)
+    with pytest.raises(ValueError, match="global_constraint"):
+        SoftDTWLossPyTorch(global_constraint="sakoe")
+    with pytest.raises(ValueError, match="sakoe_chiba_radius"):
+        SoftDTWLossPyTorch(sakoe_chiba_radius=-2)
+
+
+def test_different_devices():
+    if not torch.cuda.is_available():
+        x = torch.zeros(1, 2, 1, device="meta")
+        with pytest.raises(ValueError, match="same device"):
+            soft_dtw(x, torch.zeros(1, 2, 1), 1.0)
+    else:  # pragma: no cover
+        with pytest.raises(ValueError, match="same device"):
+            soft_dtw(torch.zeros(1, 2, 1, device="cuda"), torch.zeros(1, 2, 1), 1.0)
