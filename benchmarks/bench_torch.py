@@ -1,0 +1,151 @@
+"""Benchmark the torch path on CPU against tslearn and pysdtw, side by side in one run.
+
+    python benchmarks/bench_torch.py [--sizes 64,64,64,8 32,256,256,8 ...] [--repeat 3] [--memory]
+
+Times forward and forward+backward in float32 (the loss of x (B, N, D) against y (B, M, D),
+default squared Euclidean cost, gamma = 1) and prints ns per DP cell (B N M), the ratio of each
+peer's time to ours, and with --memory the peak resident memory of forward+backward measured in
+a fresh process per case. Also prints the machine's exp throughput as a floor reference.
+Needs the ``bench`` extra (tslearn, pysdtw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+SIZES = [(64, 64, 64, 8), (32, 256, 256, 8), (8, 1024, 1024, 4), (1, 4096, 4096, 1), (512, 32, 32, 2)]
+
+
+def make_loss(name: str):
+    if name == "softdtw":
+        from softdtw.torch import SoftDTWLossPyTorch
+
+        return SoftDTWLossPyTorch(gamma=1.0)
+    if name == "softdtw-pure":
+        import os
+
+        os.environ["SOFTDTW_KERNEL"] = "pure"
+        from softdtw.torch import SoftDTWLossPyTorch
+
+        return SoftDTWLossPyTorch(gamma=1.0)
+    if name == "tslearn":
+        from tslearn.metrics import SoftDTWLossPyTorch
+
+        return SoftDTWLossPyTorch(gamma=1.0)
+    if name == "pysdtw":
+        import pysdtw
+
+        return pysdtw.SoftDTW(gamma=1.0, use_cuda=False)
+    raise ValueError(name)
+
+
+def inputs(b, n, m, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n, d, generator=g)
+    y = torch.randn(b, m, d, generator=g)
+    return x, y
+
+
+def run_once(loss, x, y, backward: bool) -> float:
+    xr = x.clone().requires_grad_(backward)
+    t0 = time.perf_counter()
+    v = loss(xr, y)
+    if backward:
+        v.sum().backward()
+    return time.perf_counter() - t0
+
+
+def time_case(name, size, repeat):
+    loss = make_loss(name)
+    x, y = inputs(*size)
+    run_once(loss, x[:1, :8], y[:1, :8], True)  # compile / warm up
+    run_once(loss, x, y, True)
+    fwd = min(run_once(loss, x, y, False) for _ in range(repeat))
+    both = min(run_once(loss, x, y, True) for _ in range(repeat))
+    return fwd, both
+
+
+def peak_memory_child(name, size):
+    loss = make_loss(name)
+    x, y = inputs(*size)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_once(loss, x, y, True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mb": (peak - base) / 1024}))
+
+
+def peak_memory(name, size):
+    r = subprocess.run([sys.executable, __file__, "--child-memory", name, ",".join(map(str, size))],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return float("nan")
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def exp_floor_ns() -> float:
+    a = np.random.default_rng(0).random(10_000_000, dtype=np.float32) * -10
+    np.exp(a)
+    t0 = time.perf_counter()
+    np.exp(a)
+    return (time.perf_counter() - t0) / a.size * 1e9
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", nargs="*", default=None, help="B,N,M,D ...")
+    p.add_argument("--impls", default="softdtw,tslearn,pysdtw")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--memory", action="store_true", help="also measure peak memory (fresh process per case)")
+    p.add_argument("--memory-size", default="8,1024,1024,64")
+    p.add_argument("--child-memory", nargs=2, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child_memory:
+        peak_memory_child(a.child_memory[0], tuple(int(v) for v in a.child_memory[1].split(",")))
+        return
+    sizes = [tuple(int(v) for v in s.split(",")) for s in a.sizes] if a.sizes else SIZES
+    impls = a.impls.split(",")
+    torch.set_num_threads(torch.get_num_threads())
+    print(f"# softdtw torch benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, numpy {np.__version__}, float32, CPU")
+    floor = exp_floor_ns()
+    print(f"# numpy float32 exp: {floor:.2f} ns per element on one core "
+          f"(a cell needs 2 exp + 1 log forward and as many backward)")
+    print()
+    print("| B,N,M,D | impl | fwd ns/cell | fwd+bwd ns/cell | fwd ratio (peer/ours) | fwd+bwd ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for size in sizes:
+        cells = size[0] * size[1] * size[2]
+        res = {}
+        for name in impls:
+            try:
+                res[name] = time_case(name, size, a.repeat)
+            except Exception as e:  # a peer may fail on a size (memory, length limits)
+                print(f"| {size} | {name} | failed: {type(e).__name__}: {str(e)[:60]} | | | |")
+        ours = res.get(impls[0])
+        for name, (f, fb) in res.items():
+            rf = f"{f / ours[0]:.1f}x" if ours and name != impls[0] else ""
+            rfb = f"{fb / ours[1]:.1f}x" if ours and name != impls[0] else ""
+            print(f"| {','.join(map(str, size))} | {name} | {f / cells * 1e9:.2f} | {fb / cells * 1e9:.2f} | {rf} | {rfb} |",
+                  flush=True)
+    if a.memory:
+        size = tuple(int(v) for v in a.memory_size.split(","))
+        print()
+        print(f"| peak memory fwd+bwd at {size} | MB | ratio to ours |")
+        print("| --- | --- | --- |")
+        mem = {name: peak_memory(name, size) for name in impls}
+        for name, mb in mem.items():
+            print(f"| {name} | {mb:.0f} | {mb / mem[impls[0]]:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
