@@ -239,6 +239,46 @@ def test_import_without_triton():
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root, timeout=120)
 
 
+_COMPILE_CODE = """
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from softdtw.kernels import triton_cuda as K
+fwd, bwd = K._build()
+common = {"xlen_ptr": "*i32", "ylen_ptr": "*i32", "lo_ptr": "*i32", "hi_ptr": "*i32", "dstart_ptr": "*i32",
+          "dend_ptr": "*i32", "B": "i32", "N": "i32", "M": "i32", "K": "i32"}
+for arch in (80, 90):
+    for dt in ("fp32", "fp64"):
+        f = {"cost_ptr": "*" + dt, "r_ptr": "*" + dt, "value_ptr": "*" + dt, "delta_ptr": "*" + dt,
+             "par_ptr": "*" + dt, **common, "PAIRS": "constexpr", "BLOCK": "constexpr"}
+        for pairs, block, warps in ((4, 64, 4), (1, 1024, 16)):
+            src = ASTSource(fn=fwd, signature=f, constexprs={"PAIRS": pairs, "BLOCK": block})
+            triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps, "enable_fp_fusion": True})
+            b = {"r_ptr": "*" + dt, "delta_ptr": "*" + dt, "gv_ptr": "*" + dt, "grad_ptr": "*" + dt,
+                 "ggam_ptr": "*" + dt, "scr_ptr": "*" + dt, "par_ptr": "*" + dt, **common,
+                 "PAIRS": "constexpr", "BLOCK": "constexpr", "NEED_GAMMA": "constexpr"}
+            for need in (True, False):
+                src = ASTSource(fn=bwd, signature=b, constexprs={"PAIRS": pairs, "BLOCK": block, "NEED_GAMMA": need})
+                triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                               options={"num_warps": warps, "enable_fp_fusion": True})
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_cuda():
+    """The compiled path (not run by the interpreter) builds to cubin for sm_80 and sm_90, no GPU needed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = root + os.pathsep + os.environ.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", _COMPILE_CODE], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0 and ("ptxas" in out.stderr and "not found" in out.stderr):
+        pytest.skip("no ptxas in this triton installation")  # pragma: no cover
+    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-5000:]
+
+
 if not _INTERP and not _CHILD:
     def test_interpreter_tests_in_subprocess():
         """On a machine where triton is compiled (a GPU), run the interpreter tests in a child."""

@@ -414,7 +414,7 @@ def forward(cost, gamma, x_len, y_len, lo, hi, *, block=None, pairs=None):
     p, blk, warps = _schedule(batch, n_pad, m_pad, dev, block, pairs)
     grid = (triton_cdiv(batch, p),)
     fwd[grid](cost, r, value, aux, x_len, y_len, lo, hi, dstart, dend, _params(gamma, dtype, dev),
-              batch, n_pad, m_pad, kdim, PAIRS=p, BLOCK=blk, num_warps=warps)
+              batch, n_pad, m_pad, kdim, PAIRS=p, BLOCK=blk, num_warps=warps, enable_fp_fusion=True)
     return value, r, aux
 
 
@@ -445,7 +445,8 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, *
         grid = (triton_cdiv(batch, p),)
         bwd[grid](r, aux, grad_value, grad, ggam, scratch, x_len, y_len, lo, hi, dstart, dend,
                   _params(gamma, dtype, dev), batch, n_pad, m_pad, kdim,
-                  PAIRS=p, BLOCK=blk, NEED_GAMMA=bool(need_gamma_grad), num_warps=warps)
+                  PAIRS=p, BLOCK=blk, NEED_GAMMA=bool(need_gamma_grad), num_warps=warps,
+                  enable_fp_fusion=True)
     return grad, (ggam if need_gamma_grad else None)
 
 
