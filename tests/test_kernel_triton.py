@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -26,6 +28,7 @@ pytest.importorskip("triton")
 from softdtw import spec  # noqa: E402
 from softdtw.kernels import triton_cuda as K  # noqa: E402
 from softdtw.numpy import soft_dtw_alignment_from_cost, soft_dtw_gamma_grad_from_cost  # noqa: E402
+from softdtw.testing.strategies import gammas  # noqa: E402
 
 _INTERP = K._interpreted()
 _CHILD = os.environ.get("SOFTDTW_TRITON_CHILD") == "1"
@@ -150,6 +153,30 @@ def test_bands(constraint, xl, yl, dtype):
 
 
 @interp
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), gamma=gammas(1e-3, 10.0))
+def test_random_problems(data, gamma):
+    b = data.draw(st.integers(1, 3))
+    n = data.draw(st.integers(1, 7))
+    m = data.draw(st.integers(1, 7))
+    xl = np.array(data.draw(st.lists(st.integers(1, n), min_size=b, max_size=b)))
+    yl = np.array(data.draw(st.lists(st.integers(1, m), min_size=b, max_size=b)))
+    constraint = data.draw(st.sampled_from([
+        spec.Constraint(None, None), spec.Constraint("sakoe_chiba", 0.0), spec.Constraint("sakoe_chiba", 2.0),
+        spec.Constraint("itakura", 2.0), spec.Constraint("itakura", 4.0)]))
+    try:
+        spec.valid_cells(n, m, xl, yl, constraint)
+    except ValueError:
+        assume(False)  # an itakura band with no admissible path
+    dtype = data.draw(st.sampled_from([torch.float64, torch.float32]))
+    block = data.draw(st.sampled_from([1, 2, 4, 8]))
+    pairs = data.draw(st.sampled_from([1, 2, 4]))
+    cost = np.random.default_rng(data.draw(st.integers(0, 2**16))).random((b, n, m)) * data.draw(
+        st.sampled_from([0.1, 1.0, 30.0]))
+    check(cost, gamma, xl=xl, yl=yl, constraint=constraint, dtype=dtype, block=block, pairs=pairs)
+
+
+@interp
 def test_band_work_is_band_limited():
     # the row range of each diagonal covers exactly the used cells of a contiguous band
     rng = np.random.default_rng(5)
@@ -189,6 +216,21 @@ def test_grad_value_zero_and_no_gamma_grad():
     _, g = check(_cost(2, 4, 3, seed=9), 1.0, grad_value=0.0, block=4, pairs=2)
     assert (g == 0).all()
     check(_cost(2, 4, 3, seed=9), 1.0, grad_value=[2.0, -3.0], need_gamma=False, block=4, pairs=2)
+
+
+@interp
+def test_nan_propagates_to_its_pair_only():
+    cost = _cost(3, 4, 5, seed=13)
+    cost[1, 2, 1] = np.nan
+    xl = torch.full((3,), 4, dtype=torch.int32)
+    yl = torch.full((3,), 5, dtype=torch.int32)
+    lo, hi = _bounds(4, 5, xl.numpy(), yl.numpy(), spec.Constraint(None, None))
+    v, r, aux = K.forward(torch.tensor(cost), 1.0, xl, yl, lo, hi, block=4, pairs=2)
+    g, gg = K.backward(r, aux, 1.0, xl, yl, lo, hi, torch.ones(3, dtype=torch.float64), True, block=4, pairs=2)
+    assert torch.isnan(v[1]) and torch.isfinite(v[[0, 2]]).all()
+    assert torch.isfinite(g[[0, 2]]).all() and torch.isfinite(gg[[0, 2]]).all()
+    ref = soft_dtw_alignment_from_cost(cost[[0, 2]], 1.0)[1]
+    np.testing.assert_allclose(v[[0, 2]].numpy(), ref, rtol=1e-10)
 
 
 @interp

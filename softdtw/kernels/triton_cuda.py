@@ -106,14 +106,16 @@ def _softdtw_fwd_kernel(cost_ptr, r_ptr, value_ptr, delta_ptr, xlen_ptr, ylen_pt
             # softmin, base 2, minimum factored out, inputs sorted: 2 exp2 + 1 log2
             lo2 = tl.minimum(a_d, a_u)
             hi2 = tl.maximum(a_d, a_u)
-            mn = tl.minimum(lo2, a_l)
+            mn = tl.minimum(tl.minimum(a_d, a_u, propagate_nan=tl.PropagateNan.ALL), a_l,
+                            propagate_nan=tl.PropagateNan.ALL)  # NaN when any input is NaN
             mx = tl.maximum(hi2, a_l)
             md = tl.maximum(lo2, tl.minimum(hi2, a_l))
             fin = mn < inf
             ms = tl.where(fin, mn, zero)
             t1 = tl.exp2((ms - md) * scale)
             t2 = tl.exp2((ms - mx) * scale)
-            sm = tl.where(fin, (ms - delta[:, None]) - gln2 * tl.log2(1.0 + t1 + t2), inf)
+            # +inf (unreachable) stays +inf, NaN stays NaN (spec.softmin)
+            sm = tl.where(fin, (ms - delta[:, None]) - gln2 * tl.log2(1.0 + t1 + t2), mn)
             c = tl.load(cost_ptr + cell, mask=valid, other=0.0)
             rnew = c + sm
             tl.store(r_ptr + cell, rnew, mask=valid)
@@ -190,7 +192,8 @@ def _softdtw_bwd_kernel(r_ptr, delta_ptr, gv_ptr, grad_ptr, ggam_ptr, scr_ptr, x
             a_d = tl.where((i0 == 0) & (j0 == 0), zero, a_d - delta_prev)
             lo2 = tl.minimum(a_d, a_u)
             hi2 = tl.maximum(a_d, a_u)
-            mn = tl.minimum(lo2, a_l)
+            mn = tl.minimum(tl.minimum(a_d, a_u, propagate_nan=tl.PropagateNan.ALL), a_l,
+                            propagate_nan=tl.PropagateNan.ALL)  # NaN when any input is NaN
             mx = tl.maximum(hi2, a_l)
             md = tl.maximum(lo2, tl.minimum(hi2, a_l))
             fin = mn < inf
