@@ -33,6 +33,22 @@ Design
   cells. ``grad_gamma = sum G * sum_p w_p ln w_p`` (1 extra log2 per cell, only when asked),
   accumulated in float64.
 * Compute dtype: float32 or float64 (the dtype of ``cost``; float16/bfloat16 are upcast to float32).
+* NaN in a pair's cost gives NaN for that pair only (the minimum propagates NaN, as spec.softmin).
+
+Status and open problems
+------------------------
+* Verified under the interpreter against the float64 reference (tests/test_kernel_triton.py) and
+  compiled to cubin for sm_80/sm_90 without a GPU; not yet run or timed on a GPU.
+* Long pairs: one program per pair is correct for any length but leaves most SMs idle when B is
+  small (B = 1, N = 16384 runs on one SM). The planned cooperative schedule: S programs per pair,
+  each owning a row segment, in a wavefront (segment s runs diagonal k once segment s - 1 has
+  published diagonal k - 1 through a per-segment progress counter, acquire/release atomics,
+  L1-bypassing loads of the neighbour's boundary row; in the backward the order is reversed and
+  the boundary products go to an O(B S (N + M)) buffer so that no segment waits on a slower one).
+  Programs wait only on lower program ids, so the interpreter (sequential programs) can run it.
+  Per-segment offsets replace the per-diagonal minimum there.
+* Speed: predecessors are re-read from ``r`` in global memory (L1/L2) every diagonal; when a
+  diagonal fits in one chunk they could stay in registers (a lane shift per step).
 """
 
 from __future__ import annotations
