@@ -37,6 +37,16 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+# LLVM >= 17 hoists the runtime alias checks of the vectorised lane loops out of the loop over
+# columns, where they always fail (the rows of one buffer overlap across columns), and then runs
+# the scalar loop: keep them per column (NUMERICS.md).
+try:
+    import llvmlite.binding as _llb
+
+    _llb.set_option("softdtw", "-hoist-runtime-checks=false")
+except Exception:  # pragma: no cover - an LLVM without the option
+    pass
+
 __all__ = ["LANES", "backward", "forward", "plan"]
 
 LANES = 64  # SIMD lanes per block (8 AVX2 float32 vectors in flight: hides the latency of a cell)
@@ -144,7 +154,22 @@ def _softmin2(a, b, c, inf_, zero_, one_):
 
 @njit(inline="always", **_JIT)
 def _weights2(a, b, c, inf_, zero_, one_):
-    """Normalised softmin weights of (a, b, c) and ``sum w log2 w`` (all 0 when all are +inf)."""
+    """Normalised softmin weights of (a, b, c) (all 0 when all are +inf)."""
+    m = a if a < b else b
+    m = m if m < c else c
+    m = m if m < inf_ else zero_
+    ea = _exp2m(m - a)
+    eb = _exp2m(m - b)
+    ec = _exp2m(m - c)
+    s = ea + eb + ec
+    s = s if s > one_ else one_  # s >= 1 when one input is finite
+    inv = one_ / s
+    return ea * inv, eb * inv, ec * inv
+
+
+@njit(inline="always", **_JIT)
+def _weights2_ent(a, b, c, inf_, zero_, one_):
+    """:func:`_weights2` and ``sum_p w_p log2 w_p``."""
     m = a if a < b else b
     m = m if m < c else c
     m = m if m < inf_ else zero_
@@ -155,13 +180,12 @@ def _weights2(a, b, c, inf_, zero_, one_):
     eb = _exp2m(tb)
     ec = _exp2m(tc)
     s = ea + eb + ec
-    s = s if s > one_ else one_  # s >= 1 when one input is finite
+    s = s if s > one_ else one_
     inv = one_ / s
     wa = ea * inv
     wb = eb * inv
     wc = ec * inv
-    ent = wa * ta + wb * tb + wc * tc - _log2_13(s)
-    return wa, wb, wc, ent
+    return wa, wb, wc, wa * ta + wb * tb + wc * tc - _log2_13(s)
 
 
 # ---------------------------------------------------------------------------
@@ -216,10 +240,11 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
     rowsize = Pr * M
     lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
     dt = cost.dtype
-    prev = np.full((W + 1) * L, inf_, dt)
-    cur = np.full((W + 1) * L, inf_, dt)
-    ct = np.full(W * L, inf_, dt)
+    prev = np.full((W + 1, L), inf_, dt)
+    cur = np.full((W + 1, L), inf_, dt)
+    ct = np.full((W, L), inf_, dt)
     delta = np.zeros(L, dt)
+    carry = np.zeros(L, dt)
     rmin = np.full(L, inf_, dt)
     off = np.zeros(Pr, np.float64)
     shift = np.zeros(Pr, dt)
@@ -234,9 +259,11 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         l_term[p] = _lane_of(p, st, S, Pr)
     for ln in range(L):
         if lane_p[ln] >= 0 and lane_s[ln] == 0:
-            prev[ln] = zero_  # R[0, 0] = 0
+            prev[0, ln] = zero_  # R[0, 0] = 0
     jlo = np.zeros(L, np.int64)
     jhi = np.zeros(L, np.int64)
+    src = np.zeros(L, np.int64)
+    cflat = cost.reshape(-1)
     for t in range(T):
         # re-base each pair on the previous step's minimum
         for p in range(Pr):
@@ -257,7 +284,7 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         # left boundary column (R[i, s W - 1]) from the left neighbour's previous step
         for ln in range(L):
             lf = lane_left[ln]
-            cur[ln] = prev[W * L + lf] + delta[ln] if lf >= 0 else inf_
+            cur[0, ln] = prev[W, lf] + delta[ln] if lf >= 0 else inf_
         # the columns this step touches, and the cost tile
         wlo = W + 1
         whi = 1
@@ -280,58 +307,102 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         for w in range(1, W + 1):
             if w < wlo or w >= whi:
                 for ln in range(L):
-                    cur[w * L + ln] = inf_
+                    cur[w, ln] = inf_
         if whi > wlo:
             for ln in range(L):
                 p = lane_p[ln]
                 if jhi[ln] > jlo[ln]:
-                    i = t - lane_s[ln]
-                    c0 = lane_s[ln] * W - 1
-                    for w in range(wlo, whi):
-                        if w >= jlo[ln] and w < jhi[ln]:
-                            ct[(w - 1) * L + ln] = cost[b0 + p, i, c0 + w] * inv_scale
-                        else:
-                            ct[(w - 1) * L + ln] = inf_
-                else:
-                    for w in range(wlo, whi):
-                        ct[(w - 1) * L + ln] = inf_
-            _fwd_rows(prev, cur, ct, delta, rmin, wlo, whi, inf_, zero_, one_)
+                    # cost[b, i, c0 + w] sits at cflat[src[ln] + w]
+                    src[ln] = ((b0 + p) * N + t - lane_s[ln]) * M + lane_s[ln] * W - 1
+            _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, inv_scale, inf_)
+            _fwd_rows(prev, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_)
         # values
         for p in range(Pr):
             if t_term[p] == t:
-                value[p] = (np.float64(cur[w_term[p] * L + l_term[p]]) + off[p]) * out_scale
+                value[p] = (np.float64(cur[w_term[p], l_term[p]]) + off[p]) * out_scale
         # store the step (lanes whose row is in [0, N))
         base = (t % N) * rowsize
         if t >= S - 1 and t < N:
             for w in range(W):
                 cs = base + colstart[w]
                 for ln in range(cnt[w]):
-                    store[cs + ln] = cur[(w + 1) * L + ln]
+                    store[cs + ln] = cur[w + 1, ln]
         else:
             for w in range(W):
                 cs = base + colstart[w]
                 for ln in range(cnt[w]):
                     i = t - lane_s[ln]
                     if i >= 0 and i < N:
-                        store[cs + ln] = cur[(w + 1) * L + ln]
+                        store[cs + ln] = cur[w + 1, ln]
         prev, cur = cur, prev
 
 
 @njit(**_JIT)
-def _fwd_rows(prev, cur, ct, delta, rmin, wlo, whi, inf_, zero_, one_):
+def _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, scale, inf_):
+    """``ct[w - 1, ln] = cflat[src[ln] + w] * scale`` for ``jlo[ln] <= w < jhi[ln]``, else +inf,
+    over ``wlo <= w < whi``: a transpose, done in blocks of 8 columns so that the stores of a
+    block stay in a few cache lines."""
     L = LANES
-    for w in range(wlo, whi):
-        bw = w * L
-        bm = bw - L
+    for w0 in range(wlo, whi, 8):
+        full = w0 + 8 <= whi
         for ln in range(L):
+            a = jlo[ln]
+            z = jhi[ln]
+            b = src[ln]
+            if full and a <= w0 and w0 + 8 <= z:
+                for j in range(8):
+                    ct[w0 - 1 + j, ln] = cflat[b + w0 + j] * scale
+            else:
+                for w in range(w0, min(w0 + 8, whi)):
+                    ct[w - 1, ln] = cflat[b + w] * scale if (w >= a and w < z) else inf_
+
+
+@njit(**_JIT)
+def _write_grad(gflat, dst, jlo, jhi, wid, et, gscale, W, zero_):
+    """The transpose back: ``gflat[dst[ln] + w - 1] = et[w - 1, ln] * gscale[ln]`` for
+    ``jlo <= w < jhi`` and 0 for the other columns ``1 <= w <= wid[ln]`` of the lanes with
+    ``dst[ln] >= 0``."""
+    L = LANES
+    for w0 in range(1, W + 1, 8):
+        for ln in range(L):
+            b = dst[ln]
+            if b < 0:
+                continue
+            a = jlo[ln]
+            z = jhi[ln]
+            g = gscale[ln]
+            if a <= w0 and w0 + 8 <= z:
+                for j in range(8):
+                    gflat[b + w0 - 1 + j] = et[w0 - 1 + j, ln] * g
+            else:
+                for w in range(w0, min(w0 + 8, wid[ln] + 1)):
+                    gflat[b + w - 1] = et[w - 1, ln] * g if (w >= a and w < z) else zero_
+
+
+@njit(**_JIT)
+def _fwd_rows(prev, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_):
+    """Cells ``wlo <= w < whi`` of one step, all lanes. Two independent halves of the lanes per
+    iteration give the out-of-order core two dependency chains to overlap."""
+    H = LANES // 2
+    for ln in range(LANES):
+        carry[ln] = cur[wlo - 1, ln]
+    for w in range(wlo, whi):
+        for ln in range(H):
             dl = delta[ln]
-            a = prev[bm + ln] + dl
-            b = prev[bw + ln] + dl
-            c = cur[bm + ln]
-            v = ct[bm + ln] + _softmin2(a, b, c, inf_, zero_, one_)
-            cur[bw + ln] = v
+            v = ct[w - 1, ln] + _softmin2(prev[w - 1, ln] + dl, prev[w, ln] + dl, carry[ln], inf_, zero_, one_)
+            l2 = ln + H
+            dl2 = delta[l2]
+            v2 = ct[w - 1, l2] + _softmin2(prev[w - 1, l2] + dl2, prev[w, l2] + dl2, carry[l2], inf_, zero_,
+                                           one_)
+            cur[w, ln] = v
+            carry[ln] = v
+            cur[w, l2] = v2
+            carry[l2] = v2
             r0 = rmin[ln]
-            rmin[ln] = v if v < r0 else r0
+            r2 = rmin[l2]
+            # (+ zero_ keeps LLVM from turning the min into a masked store)
+            rmin[ln] = (v if v < r0 else r0) + zero_
+            rmin[l2] = (v2 if v2 < r2 else r2) + zero_
 
 
 @njit(parallel=True, **_JIT)
@@ -359,11 +430,11 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
     rowsize = Pr * M
     lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
     dt = store.dtype
-    rc = np.full((W + 1) * L, inf_, dt)  # R of each lane's row at step t (relative to step t)
-    rp = np.full((W + 1) * L, inf_, dt)  # its row i - 1 (relative to step t - 1)
-    acc = np.zeros((W + 1) * L, dt)  # pushes into the row of step t
-    accn = np.zeros((W + 1) * L, dt)  # pushes into the row of step t - 1
-    et = np.zeros(W * L, dt)
+    rc = np.full((W + 1, L), inf_, dt)  # R of each lane's row at step t (relative to step t)
+    rp = np.full((W + 1, L), inf_, dt)  # its row i - 1 (relative to step t - 1)
+    acc = np.zeros((W + 1, L), dt)  # pushes into the row of step t
+    accn = np.zeros((W + 1, L), dt)  # pushes into the row of step t - 1
+    et = np.zeros((W, L), dt)
     delta = np.zeros(L, dt)
     deltap = np.zeros(L, dt)
     cl = np.zeros(L, dt)
@@ -372,6 +443,9 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
     gacc = np.zeros(L, np.float64)
     jlo = np.zeros(L, np.int64)
     jhi = np.zeros(L, np.int64)
+    dst = np.zeros(L, np.int64)
+    gsc = np.zeros(L, dt)
+    gflat = grad.reshape(-1)
     t_term = np.empty(Pr, np.int64)
     w_term = np.empty(Pr, np.int64)
     l_term = np.empty(Pr, np.int64)
@@ -390,21 +464,20 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
             _load_row(store, shifts, rp, deltap, t - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
                       inf_, zero_)
         else:
-            for k in range((W + 1) * L):
-                rp[k] = inf_
+            rp[:, :] = inf_
             for ln in range(L):
                 if lane_p[ln] >= 0 and lane_s[ln] == 0:
-                    rp[ln] = zero_
+                    rp[0, ln] = zero_
         # lanes whose row is 0 take the DP row 0 as predecessor row
         for ln in range(L):
             if lane_p[ln] >= 0 and t - lane_s[ln] == 0 and t >= 1:
                 for w in range(W + 1):
-                    rp[w * L + ln] = inf_
+                    rp[w, ln] = inf_
                 if lane_s[ln] == 0:
-                    rp[ln] = zero_
+                    rp[0, ln] = zero_
         for p in range(Pr):
             if t_term[p] == t:
-                acc[w_term[p] * L + l_term[p]] += one_
+                acc[w_term[p], l_term[p]] += one_
         wlo = W + 1
         whi = 1
         for ln in range(L):
@@ -423,21 +496,23 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
                     jhi[ln] = z + 1
                     wlo = min(wlo, a + 1)
                     whi = max(whi, z + 1)
-        for k in range((W + 1) * L):
-            accn[k] = zero_
+        accn[:, :] = zero_
         for ln in range(L):
             cl[ln] = zero_
             cd[ln] = zero_
             gstep[ln] = zero_
         if whi > wlo:
-            _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_)
+            if need_gg:
+                _bwd_rows_gg(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_)
+            else:
+                _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_)
             for ln in range(L):
-                accn[(wlo - 1) * L + ln] += cd[ln]
+                accn[wlo - 1, ln] += cd[ln]
         # pushes into column 0 (R[i, s W - 1]) belong to the left neighbour's row i at step t - 1
         for ln in range(L):
             lf = lane_left[ln]
             if lf >= 0:
-                accn[W * L + lf] += acc[ln] + cl[ln]
+                accn[W, lf] += acc[0, ln] + cl[ln]
         for ln in range(L):
             gacc[ln] += gstep[ln]
         # gradient rows
@@ -445,15 +520,11 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
             p = lane_p[ln]
             i = t - lane_s[ln]
             if p >= 0 and i >= 0 and i < N:
-                g = gv[b0 + p]
-                c0 = lane_s[ln] * W - 1
-                a = jlo[ln]
-                z = jhi[ln]
-                for w in range(1, lane_wid[ln] + 1):
-                    if w >= a and w < z:
-                        grad[p, i, c0 + w] = et[(w - 1) * L + ln] * g
-                    else:
-                        grad[p, i, c0 + w] = zero_
+                dst[ln] = (p * N + i) * M + lane_s[ln] * W
+                gsc[ln] = gv[b0 + p]
+            else:
+                dst[ln] = -1
+        _write_grad(gflat, dst, jlo, jhi, lane_wid, et, gsc, W, zero_)
         rc, rp = rp, rc
         acc, accn = accn, acc
     if need_gg:
@@ -475,15 +546,15 @@ def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_l
     for w in range(W):
         cs = base + colstart[w]
         for ln in range(cnt[w]):
-            dst[(w + 1) * L + ln] = store[cs + ln]
+            dst[w + 1, ln] = store[cs + ln]
         for ln in range(cnt[w], L):
-            dst[(w + 1) * L + ln] = inf_
+            dst[w + 1, ln] = inf_
     for ln in range(L):
         p = lane_p[ln]
         i = t - lane_s[ln]
         if p < 0 or i < 0 or i >= N:
             for w in range(W + 1):
-                dst[w * L + ln] = inf_
+                dst[w, ln] = inf_
     for ln in range(L):
         p = lane_p[ln]
         dtmp[ln] = -shifts[p, t] if p >= 0 else zero_
@@ -492,28 +563,38 @@ def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_l
         i = t - lane_s[ln]
         if lf >= 0 and i >= 0 and i < N:
             # as the forward formed it: the left lane's last column one step earlier, re-based
-            dst[ln] = store[((t - 1) % N) * rowsize + colstart[W - 1] + lf] + dtmp[ln]
+            dst[0, ln] = store[((t - 1) % N) * rowsize + colstart[W - 1] + lf] + dtmp[ln]
         else:
-            dst[ln] = inf_
+            dst[0, ln] = inf_
 
 
 @njit(**_JIT)
-def _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_):
-    L = LANES
+def _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_):
+    """Cells ``whi > w >= wlo`` of one step: E, and its pushes to the predecessors."""
     for w in range(whi - 1, wlo - 1, -1):
-        bw = w * L
-        bm = bw - L
-        for ln in range(L):
-            e = acc[bw + ln] + cl[ln]
+        for ln in range(LANES):
+            e = acc[w, ln] + cl[ln]
             dl = delta[ln]
-            a = rp[bm + ln] + dl
-            b = rp[bw + ln] + dl
-            c = rc[bm + ln]
-            wa, wb, wc, ent = _weights2(a, b, c, inf_, zero_, one_)
-            accn[bw + ln] = cd[ln] + wb * e
+            wa, wb, wc = _weights2(rp[w - 1, ln] + dl, rp[w, ln] + dl, rc[w - 1, ln], inf_, zero_, one_)
+            accn[w, ln] = cd[ln] + wb * e
             cd[ln] = wa * e
             cl[ln] = wc * e
-            et[bm + ln] = e
+            et[w - 1, ln] = e
+
+
+@njit(**_JIT)
+def _bwd_rows_gg(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_):
+    """:func:`_bwd_rows` that also sums ``E * sum_p w_p log2 w_p`` per lane (for d value / d gamma)."""
+    for w in range(whi - 1, wlo - 1, -1):
+        for ln in range(LANES):
+            e = acc[w, ln] + cl[ln]
+            dl = delta[ln]
+            wa, wb, wc, ent = _weights2_ent(rp[w - 1, ln] + dl, rp[w, ln] + dl, rc[w - 1, ln], inf_, zero_,
+                                            one_)
+            accn[w, ln] = cd[ln] + wb * e
+            cd[ln] = wa * e
+            cl[ln] = wc * e
+            et[w - 1, ln] = e
             gstep[ln] += e * ent
 
 
