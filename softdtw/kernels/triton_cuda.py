@@ -405,6 +405,13 @@ def _compute_dtype(dtype):
     raise TypeError(f"cost must be floating point, got {dtype}")
 
 
+def aux_shape(batch: int, n: int, m: int, dtype):
+    """Shape and dtype of ``aux`` for a ``(batch, n, m)`` cost (the contract's fake-tensor hook)."""
+    import numpy as np
+
+    return (batch, n + m - 1), (np.float64 if np.dtype(dtype) == np.float64 else np.float32)
+
+
 def forward(cost, gamma, x_len, y_len, lo, hi, *, block=None, pairs=None):
     """Soft-DTW values and the state for :func:`backward` (see :mod:`softdtw.kernels`).
 
