@@ -30,7 +30,6 @@ matrix, whose terminal cell is the last entry of the last diagonal.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -124,46 +123,38 @@ def _scan_backward(src: _Source, ops, stored, r_last2, gamma, g, kt, it, want_ga
 def _make_vjp(src: _Source):
     """Two ``custom_vjp`` maps ``(ops, gamma, kt, it) -> values`` over ``src``.
 
-    ``static``: gamma a Python float (a nondiff argument, no gamma gradient is formed);
-    ``traced``: gamma a 0-d array, differentiable.
+    ``constant``: gamma given as a Python float by the caller, passed as a 0-d array (so that one
+    compilation serves every gamma) whose cotangent is not formed (it is a constant to the caller);
+    ``traced``: gamma a traced 0-d array, with its gradient.
     """
 
     def shape_of(ops):
         return src.diag(ops, None)
 
-    @partial(jax.custom_vjp, nondiff_argnums=(0,))
-    def static(gamma: float, ops, kt, it):
-        return _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=False)[0]
+    def make(want_gamma: bool):
+        @jax.custom_vjp
+        def f(ops, gamma, kt, it):
+            return _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=False)[0]
 
-    def static_fwd(gamma, ops, kt, it):
-        val, stored, r_last2 = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=True)
-        return val, (ops, stored, r_last2, kt, it)
+        def fwd(ops, gamma, kt, it):
+            val, stored, r_last2 = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=True)
+            return val, (ops, stored, r_last2, gamma, kt, it)
 
-    def static_bwd(gamma, res, g):
-        ops, stored, r_last2, kt, it = res
-        grads, _ = _scan_backward(src, ops, stored, r_last2, gamma, g, kt, it, want_gamma=False)
-        return grads, None, None
+        def bwd(res, g):
+            ops, stored, r_last2, gamma, kt, it = res
+            grads, grad_gamma = _scan_backward(src, ops, stored, r_last2, gamma, g, kt, it, want_gamma)
+            if want_gamma:
+                grad_gamma = grad_gamma.astype(gamma.dtype).reshape(gamma.shape)
+            return grads, grad_gamma, None, None
 
-    static.defvjp(static_fwd, static_bwd)
+        f.defvjp(fwd, bwd)
+        return f
 
-    @jax.custom_vjp
-    def traced(ops, gamma, kt, it):
-        return _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=False)[0]
-
-    def traced_fwd(ops, gamma, kt, it):
-        val, stored, r_last2 = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=True)
-        return val, (ops, stored, r_last2, gamma, kt, it)
-
-    def traced_bwd(res, g):
-        ops, stored, r_last2, gamma, kt, it = res
-        grads, grad_gamma = _scan_backward(src, ops, stored, r_last2, gamma, g, kt, it, want_gamma=True)
-        return grads, grad_gamma.astype(gamma.dtype).reshape(gamma.shape), None, None
-
-    traced.defvjp(traced_fwd, traced_bwd)
+    constant, traced = make(False), make(True)
 
     def run(ops, gamma, kt, it):
         if isinstance(gamma, float):
-            return static(gamma, ops, kt, it)
+            return constant(ops, jnp.asarray(gamma, shape_of(ops)[-1]), kt, it)
         return traced(ops, gamma, kt, it)
 
     return run
