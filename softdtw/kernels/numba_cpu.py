@@ -30,11 +30,13 @@ Numerics
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 # LLVM >= 17 hoists the runtime alias checks of the vectorised lane loops out of the loop over
@@ -75,6 +77,31 @@ def _pow2i_f32(typingctx, n):
         return builder.bitcast(i, ir.FloatType())
 
     return sig, codegen
+
+
+def _make_prefetch(rw):
+    @intrinsic
+    def prefetch(typingctx, arr, idx):
+        sig = types.void(arr, idx)
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.gep(ary.data, [args[1]])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, rw), ir.Constant(i32, 3),
+                              ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
+_prefetch_r = _make_prefetch(0)  # software prefetch of arr[idx] (1-d) for reading
+_prefetch_w = _make_prefetch(1)  # ... for writing
 
 
 def _exp2m(t):
@@ -315,6 +342,13 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
                     # cost[b, i, c0 + w] sits at cflat[src[ln] + w]
                     src[ln] = ((b0 + p) * N + t - lane_s[ln]) * M + lane_s[ln] * W - 1
             _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, inv_scale, inf_)
+            # the next step reads the next row of the same lanes: fetch it while this one computes
+            last = cflat.size - 1
+            for ln in range(L):
+                if jhi[ln] > jlo[ln]:
+                    nx = src[ln] + M
+                    for k in range(wlo, whi, 16):
+                        _prefetch_r(cflat, min(nx + k, last))
             _fwd_rows(prev, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_)
         # values
         for p in range(Pr):
@@ -403,18 +437,6 @@ def _fwd_rows(prev, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_):
             # (+ zero_ keeps LLVM from turning the min into a masked store)
             rmin[ln] = (v if v < r0 else r0) + zero_
             rmin[l2] = (v2 if v2 < r2 else r2) + zero_
-
-
-@njit(parallel=True, **_JIT)
-def _fwd_all(cost, lo, hi, xl, yl, P, S, W, inv_scale, out_scale, store, shifts, value, inf_, zero_, one_):
-    B, N, M = cost.shape
-    nb = (B + P - 1) // P
-    for k in prange(nb):
-        b0 = k * P
-        Pr = min(P, B - b0)
-        _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale,
-                   store[b0 * N * M:(b0 + Pr) * N * M], shifts[b0:b0 + Pr], value[b0:b0 + Pr],
-                   inf_, zero_, one_)
 
 
 # ---------------------------------------------------------------------------
@@ -525,6 +547,10 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
             else:
                 dst[ln] = -1
         _write_grad(gflat, dst, jlo, jhi, lane_wid, et, gsc, W, zero_)
+        for ln in range(L):
+            if dst[ln] >= M:
+                for k in range(0, lane_wid[ln], 16):
+                    _prefetch_w(gflat, dst[ln] - M + k)
         rc, rp = rp, rc
         acc, accn = accn, acc
     if need_gg:
@@ -598,21 +624,31 @@ def _bwd_rows_gg(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, ze
             gstep[ln] += e * ent
 
 
-@njit(parallel=True, **_JIT)
-def _bwd_all(store, shifts, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need_gg, inf_, zero_, one_):
-    B = grad.shape[0]
-    nb = (B + P - 1) // P
-    for k in prange(nb):
-        b0 = k * P
-        Pr = min(P, B - b0)
-        _bwd_block(store[b0 * N * M:(b0 + Pr) * N * M], shifts[b0:b0 + Pr], lo, hi, xl, yl, gv, b0, Pr,
-                   S, W, N, M, grad[b0:b0 + Pr],
-                   ggam[b0:b0 + Pr], need_gg, inf_, zero_, one_)
-
-
 # ---------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _threads() -> int:
+    return max(1, numba.get_num_threads())
+
+
+def _run_blocks(fn, nblocks: int) -> None:
+    """``fn(k)`` for every block ``k``, on up to :func:`_threads` threads (the jitted block
+    functions release the GIL)."""
+    global _POOL
+    threads = min(_threads(), nblocks)
+    if threads <= 1:
+        for k in range(nblocks):
+            fn(k)
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="softdtw-numba")
+    for f in [_POOL.submit(fn, k) for k in range(nblocks)]:
+        f.result()
 
 
 def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, int]:
@@ -621,7 +657,7 @@ def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, 
     Minimises the lane-steps of the busiest thread, ``ceil(blocks / threads) * (N + S - 1) * W``.
     """
     if threads is None:
-        threads = numba.get_num_threads()
+        threads = _threads()
     best = None
     for s_try in range(1, LANES + 1):
         w = -(-M // s_try)
@@ -669,9 +705,21 @@ def forward(cost, gamma, x_len, y_len, lo, hi):
         return value, r, aux
     inf_, zero_, one_ = _consts(dt)
     inv_scale = dt.type(1.0 / (gamma * LN2))
-    _fwd_all(cost, np.ascontiguousarray(lo, np.int32), np.ascontiguousarray(hi, np.int32),
-             np.ascontiguousarray(x_len, np.int32), np.ascontiguousarray(y_len, np.int32),
-             P, S, W, inv_scale, gamma * LN2, r.reshape(-1), aux, value, inf_, zero_, one_)
+    lo = np.ascontiguousarray(lo, np.int32)
+    hi = np.ascontiguousarray(hi, np.int32)
+    xl = np.ascontiguousarray(x_len, np.int32)
+    yl = np.ascontiguousarray(y_len, np.int32)
+    rflat = r.reshape(-1)
+    out_scale = gamma * LN2
+
+    def block(k):
+        b0 = k * P
+        pr = min(P, B - b0)
+        _fwd_block(cost, lo, hi, xl, yl, b0, pr, S, W, inv_scale, out_scale,
+                   rflat[b0 * N * M:(b0 + pr) * N * M], aux[b0:b0 + pr], value[b0:b0 + pr],
+                   inf_, zero_, one_)
+
+    _run_blocks(block, -(-B // P))
     return value, r, aux
 
 
@@ -688,8 +736,19 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
     P, S, W = _layout_from_aux(N, M, aux)
     inf_, zero_, one_ = _consts(dt)
     gv = np.ascontiguousarray(grad_value, dt).reshape(B)
-    _bwd_all(r.reshape(-1), np.ascontiguousarray(aux, np.float64), np.ascontiguousarray(lo, np.int32),
-             np.ascontiguousarray(hi, np.int32), np.ascontiguousarray(x_len, np.int32),
-             np.ascontiguousarray(y_len, np.int32), gv, P, S, W, N, M, grad, ggam,
-             bool(need_gamma_grad), inf_, zero_, one_)
+    rflat = r.reshape(-1)
+    aux = np.ascontiguousarray(aux, np.float64)
+    lo = np.ascontiguousarray(lo, np.int32)
+    hi = np.ascontiguousarray(hi, np.int32)
+    xl = np.ascontiguousarray(x_len, np.int32)
+    yl = np.ascontiguousarray(y_len, np.int32)
+    need = bool(need_gamma_grad)
+
+    def block(k):
+        b0 = k * P
+        pr = min(P, B - b0)
+        _bwd_block(rflat[b0 * N * M:(b0 + pr) * N * M], aux[b0:b0 + pr], lo, hi, xl, yl, gv, b0, pr,
+                   S, W, N, M, grad[b0:b0 + pr], ggam[b0:b0 + pr], need, inf_, zero_, one_)
+
+    _run_blocks(block, -(-B // P))
     return grad, (ggam.astype(dt) if need_gamma_grad else None)
