@@ -40,6 +40,8 @@ def run(cost, gamma, xl=None, yl=None, constraint=spec.Constraint(None, None), g
     assert value.dtype == cost.dtype and grad.dtype == cost.dtype and grad.shape == cost.shape
     assert r.shape == cost.shape and aux.ndim == 2 and aux.shape[0] == B
     assert aux.shape[1] <= N + M
+    shape, dtype = K.aux_shape(B, N, M, cost.dtype)
+    assert aux.shape == shape and aux.dtype == dtype
     return value, grad, ggam, (xl, yl, lo, hi, gv)
 
 

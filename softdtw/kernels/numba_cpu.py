@@ -49,7 +49,7 @@ try:
 except Exception:  # pragma: no cover - an LLVM without the option
     pass
 
-__all__ = ["LANES", "backward", "forward", "plan"]
+__all__ = ["LANES", "aux_shape", "backward", "forward", "plan"]
 
 LANES = 64  # SIMD lanes per block (8 AVX2 float32 vectors in flight: hides the latency of a cell)
 MIN_STRIP = 16  # narrowest column strip worth its boundary exchange
@@ -651,13 +651,18 @@ def _run_blocks(fn, nblocks: int) -> None:
         f.result()
 
 
+# the layout (and so the shape of ``aux``) must be a function of the shapes alone: it is planned
+# for numba's configured thread count, which set_num_threads does not change
+_PLAN_THREADS = max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
 def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, int]:
     """``(P, S, W)``: pairs per block, column strips per pair, strip width.
 
     Minimises the lane-steps of the busiest thread, ``ceil(blocks / threads) * (N + S - 1) * W``.
     """
     if threads is None:
-        threads = _threads()
+        threads = _PLAN_THREADS
     best = None
     for s_try in range(1, LANES + 1):
         w = -(-M // s_try)
@@ -672,6 +677,13 @@ def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, 
     if best is None:
         return LANES, 1, M
     return best[1], best[2], best[3]
+
+
+def aux_shape(B: int, N: int, M: int, dtype=np.float32) -> tuple[tuple[int, int], np.dtype]:
+    """Shape and dtype of the ``aux`` that :func:`forward` returns for a ``(B, N, M)`` cost: the
+    per-step shifts of each pair, float64 ``(B, N + S - 1)`` (``S`` from :func:`plan`)."""
+    _, s, _ = plan(B, N, M)
+    return (B, N + s - 1), np.dtype(np.float64)
 
 
 def _layout_from_aux(n: int, m: int, aux: np.ndarray) -> tuple[int, int, int]:
@@ -699,7 +711,7 @@ def forward(cost, gamma, x_len, y_len, lo, hi):
     P, S, W = plan(B, N, M)
     dt = cost.dtype
     r = np.empty((B, N, M), dt)
-    aux = np.zeros((B, N + S - 1), np.float64)
+    aux = np.zeros(aux_shape(B, N, M, dt)[0], np.float64)
     value = np.empty(B, dt)
     if B == 0:
         return value, r, aux
