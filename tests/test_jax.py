@@ -1,0 +1,399 @@
+"""softdtw.jax against the float64 NumPy reference, and its composition with JAX transforms.
+
+x64 is switched on at import of this module (``jax_enable_x64``): float64 tests compare to the
+reference at 1e-10; float32 tests pass float32 arrays explicitly.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import softdtw.jax as sj  # noqa: E402
+import softdtw.numpy as snp  # noqa: E402
+from softdtw.testing import oracles  # noqa: E402
+from softdtw.testing.strategies import cost_matrices, gammas, problems  # noqa: E402
+
+LENGTHS = (1, 4, 7)  # few shape buckets: few compilations
+BATCHES = (2,)
+# every example compiles a few scans: a seventh of the profile's examples (6 in CI)
+FEW = settings(max_examples=max(6, settings.default.max_examples // 7))
+FEATURES = (1, 3)
+
+
+def pairs(lengths=LENGTHS, **kw):
+    return problems(lengths=lengths, batches=kw.pop("batches", BATCHES), features=FEATURES, **kw)
+
+BANDS = [("sakoe_chiba", {"sakoe_chiba_radius": 0}), ("sakoe_chiba", {"sakoe_chiba_radius": 2}),
+         ("itakura", {"itakura_max_slope": 2.0}), ("itakura", {"itakura_max_slope": 3.0})]
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.max(np.abs(a - b)) / max(1.0, np.max(np.abs(b)))
+
+
+def value_and_grads(x, y, gamma, **kw):
+    f = lambda a, b: sj.soft_dtw(a, b, gamma, **kw).sum()  # noqa: E731
+    v = sj.soft_dtw(x, y, gamma, **kw)
+    gx, gy = jax.grad(f, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(y))
+    return np.asarray(v), np.asarray(gx), np.asarray(gy)
+
+
+# ---------------------------------------------------------------- against the reference
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@FEW
+@given(pairs())
+def test_matches_numpy_float64(normalize, problem):
+    x, y, gamma = problem
+    v, gx, gy = value_and_grads(x, y, gamma, normalize=normalize)
+    vr, gxr, gyr = snp.soft_dtw_value_and_grad(x, y, gamma, normalize=normalize)
+    assert v.dtype == np.float64
+    assert rel(v, vr) <= 1e-10
+    assert rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10
+
+
+@FEW
+@given(pairs(scale_range=(1e-1, 1e1), gamma=gammas(1e-1, 1e1)))
+def test_matches_numpy_float32(problem):
+    x, y, gamma = problem
+    v, gx, gy = value_and_grads(x.astype(np.float32), y.astype(np.float32), gamma)
+    x32, y32 = x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64)
+    vr, gxr, gyr = snp.soft_dtw_value_and_grad(x32, y32, gamma)
+    assert v.dtype == np.float32 and gx.dtype == np.float32
+    assert rel(v, vr) <= 1e-5
+    assert rel(gx, gxr) <= 1e-5 and rel(gy, gyr) <= 1e-5
+
+
+@FEW
+@given(cost_matrices(lengths=(1, 3, 4), batches=(2,), gamma=gammas(1e-2, 1e1)))
+def test_cost_alignment_and_gamma_gradient(problem):
+    cost, gamma = problem
+    a, v = sj.soft_dtw_alignment_from_cost(cost, gamma)
+    ar, vr = snp.soft_dtw_alignment_from_cost(cost, gamma)
+    assert rel(v, vr) <= 1e-10 and rel(a, ar) <= 1e-10
+    assert rel(sj.soft_dtw_from_cost(cost, gamma), vr) <= 1e-10
+    gc = jax.grad(lambda c: sj.soft_dtw_from_cost(c, gamma).sum())(jnp.asarray(cost))
+    assert rel(gc, ar) <= 1e-10
+    gg = jax.grad(lambda g: sj.soft_dtw_from_cost(cost, g).sum())(gamma)
+    _, ggr = snp.soft_dtw_gamma_grad_from_cost(cost, gamma)
+    assert abs(gg - ggr.sum()) <= 1e-10 * max(1.0, np.abs(ggr).sum())
+    # and by finite differences
+    h = gamma * 1e-5
+    fd = (snp.soft_dtw_from_cost(cost, gamma + h) - snp.soft_dtw_from_cost(cost, gamma - h)).sum() / (2 * h)
+    assert abs(gg - fd) <= 1e-5 * max(1.0, abs(fd))
+
+
+def test_gamma_gradient_through_pairs_and_jit():
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((3, 6, 2)), rng.standard_normal((3, 4, 2))
+    f = jax.jit(lambda g: sj.soft_dtw(x, y, g, normalize=True).sum())
+    g = jax.grad(f)(0.7)
+    h = 1e-6
+    fd = (snp.soft_dtw(x, y, 0.7 + h, normalize=True) - snp.soft_dtw(x, y, 0.7 - h, normalize=True)).sum() / (2 * h)
+    assert g != 0 and abs(g - fd) <= 1e-6 * max(1.0, abs(fd))
+
+
+@FEW
+@given(pairs(lengths=(4, 7)), st.sampled_from(BANDS))
+def test_bands_match_numpy(problem, band):
+    x, y, gamma = problem
+    kind, kw = band
+    try:
+        vr, gxr, gyr = snp.soft_dtw_value_and_grad(x, y, gamma, global_constraint=kind, **kw)
+    except ValueError as e:
+        with pytest.raises(ValueError, match=str(e)[:20]):
+            sj.soft_dtw(x, y, gamma, global_constraint=kind, **kw)
+        return
+    v, gx, gy = value_and_grads(x, y, gamma, global_constraint=kind, **kw)
+    assert rel(v, vr) <= 1e-10 and rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10
+    cost = snp.sqeuclidean_cost(x, y)
+    a, _ = sj.soft_dtw_alignment_from_cost(cost, gamma, global_constraint=kind, **kw)
+    ar, _ = snp.soft_dtw_alignment_from_cost(cost, gamma, global_constraint=kind, **kw)
+    assert rel(a, ar) <= 1e-10
+
+
+def test_dist_func_and_many_features():
+    rng = np.random.default_rng(1)
+    x, y = rng.random((2, 4, 3)), rng.random((2, 5, 3))
+    l1 = lambda a, b: jnp.abs(a[:, :, None, :] - b[:, None, :, :]).sum(-1)  # noqa: E731
+    v = sj.soft_dtw(x, y, 0.5, dist_func=l1)
+    for b in range(2):
+        v_ref, _ = oracles.brute_force(np.abs(x[b][:, None] - y[b][None]).sum(-1), 0.5)
+        assert rel(v[b], v_ref) <= 1e-12
+    g = jax.grad(lambda a: sj.soft_dtw(a, y, 0.5, dist_func=l1).sum())(x)
+    fd = oracles.central_difference(lambda a: snp.soft_dtw(a, y, 0.5, dist_func=lambda p, q: np.abs(
+        p[:, :, None] - q[:, None]).sum(-1)).sum(), x)
+    assert rel(g, fd) <= 1e-5
+    with pytest.raises(ValueError, match="dist_func"):
+        sj.soft_dtw(x, y, 0.5, dist_func=lambda a, b: jnp.zeros((2, 4)))
+    # more features than the in-scan cost handles: the matrix-product cost
+    x, y = rng.standard_normal((2, 5, 40)), rng.standard_normal((2, 3, 40))
+    v, gx, gy = value_and_grads(x, y, 2.0)
+    vr, gxr, gyr = snp.soft_dtw_value_and_grad(x, y, 2.0)
+    assert rel(v, vr) <= 1e-10 and rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10
+
+
+def test_alignment_from_series():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 6, 2))
+    a, v = sj.soft_dtw_alignment(x, y, 0.3)
+    ar, vr = snp.soft_dtw_alignment(x, y, 0.3)
+    assert a.shape == (2, 3, 6) and rel(a, ar) <= 1e-10 and rel(v, vr) <= 1e-10
+    a1, v1 = sj.soft_dtw_alignment(x[0], y[0], 0.3)
+    assert a1.shape == (3, 6) and v1.shape == ()
+
+
+# ---------------------------------------------------------------- lengths
+
+
+@pytest.mark.parametrize("band", [None, BANDS[1]])
+@FEW
+@given(pairs(lengths=(4, 7), batches=(3,)), st.integers(0, 2**32 - 1))
+def test_lengths_equal_unpadded(band, problem, seed):
+    x, y, gamma = problem
+    b, n, _ = x.shape
+    m = y.shape[1]
+    rng = np.random.default_rng(seed)
+    xl, yl = rng.integers(1, n + 1, size=b), rng.integers(1, m + 1, size=b)
+    kw = {} if band is None else dict(global_constraint=band[0], **band[1])
+    v, gx, gy = value_and_grads(x, y, gamma, x_lengths=xl, y_lengths=yl, normalize=True, **kw)
+    for k in range(b):
+        vr, gxr, gyr = snp.soft_dtw_value_and_grad(x[k, :xl[k]], y[k, :yl[k]], gamma, normalize=True, **kw)
+        assert rel(v[k], vr) <= 1e-10
+        assert rel(gx[k, :xl[k]], gxr) <= 1e-10 and rel(gy[k, :yl[k]], gyr) <= 1e-10
+        assert np.all(gx[k, xl[k]:] == 0) and np.all(gy[k, yl[k]:] == 0)
+
+
+def test_traced_lengths_under_jit():
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((3, 7, 2)), rng.standard_normal((3, 5, 2))
+    xl, yl = np.array([7, 3, 1]), np.array([2, 5, 4])
+    f = jax.jit(lambda a, b, la, lb: sj.soft_dtw(a, b, 0.5, normalize=True, x_lengths=la, y_lengths=lb).sum())
+    v = f(x, y, xl, yl)
+    vr = snp.soft_dtw(x, y, 0.5, normalize=True, x_lengths=xl, y_lengths=yl).sum()
+    assert rel(v, vr) <= 1e-10
+    gx = jax.grad(f)(x, y, xl, yl)
+    _, gxr, _ = snp.soft_dtw_value_and_grad(x, y, 0.5, normalize=True, x_lengths=xl, y_lengths=yl)
+    assert rel(gx, gxr) <= 1e-10
+    c = snp.sqeuclidean_cost(x, y)
+    fc = jax.jit(lambda c, la, lb: sj.soft_dtw_from_cost(c, 0.5, x_lengths=la, y_lengths=lb))
+    assert rel(fc(c, xl, yl), snp.soft_dtw_from_cost(c, 0.5, x_lengths=xl, y_lengths=yl)) <= 1e-10
+    with pytest.raises(NotImplementedError, match="traced"):
+        jax.jit(lambda la: sj.soft_dtw(x, y, 0.5, x_lengths=la, sakoe_chiba_radius=1))(xl)
+
+
+# ---------------------------------------------------------------- properties
+
+
+@FEW
+@given(pairs())
+def test_divergence_zero_on_diagonal(problem):
+    x, _, gamma = problem
+    assert np.all(np.asarray(sj.soft_dtw(x, x, gamma, normalize=True)) == 0)
+    gx = jax.grad(lambda a: sj.soft_dtw(a, jnp.asarray(x), gamma, normalize=True).sum())(jnp.asarray(x))
+    assert np.abs(gx).max() <= 1e-10 * max(1.0, np.abs(x).max())
+
+
+@FEW
+@given(pairs(gamma=gammas(1e-3, 1e2), scale_range=(1e-3, 1e3)))
+def test_finite_everywhere(problem):
+    x, y, gamma = problem
+    for dt in (np.float64, np.float32):
+        v, gx, gy = value_and_grads(x.astype(dt), y.astype(dt), gamma)
+        assert np.all(np.isfinite(v)) and np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))
+
+
+def test_smallest_shapes():
+    # ott-jax returns twice the cost for 1 x 1 inputs: the value of one cell is its cost
+    assert float(sj.soft_dtw(jnp.array([[0.0]]), jnp.array([[3.0]]), 1.0)) == 9.0
+    assert float(sj.soft_dtw_from_cost(jnp.array([[5.0]]), 0.1)) == 5.0
+    rng = np.random.default_rng(5)
+    for n, m in ((1, 1), (1, 6), (6, 1), (2, 9), (9, 2)):
+        x, y = rng.standard_normal((2, n, 3)), rng.standard_normal((2, m, 3))
+        v, gx, gy = value_and_grads(x, y, 0.4)
+        vr, gxr, gyr = snp.soft_dtw_value_and_grad(x, y, 0.4)
+        assert rel(v, vr) <= 1e-12 and rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10
+
+
+def test_dtypes():
+    x, y = np.zeros((4, 3, 2)), np.arange(24).reshape(4, 3, 2)
+    ref = snp.soft_dtw(x, y, 0.1)
+    assert sj.soft_dtw(x, y, 0.1).dtype == jnp.float64  # integer y: the default float (x64 here)
+    for dt in (jnp.float16, jnp.bfloat16):
+        v = sj.soft_dtw(jnp.asarray(x, dt), jnp.asarray(y, dt), 0.1)
+        assert v.dtype == dt
+        np.testing.assert_allclose(np.asarray(v, np.float64), ref, rtol=1e-2)
+        g = jax.grad(lambda a: sj.soft_dtw(a, jnp.asarray(y, dt), 0.1).sum().astype(jnp.float32))(jnp.asarray(x, dt))
+        assert g.dtype == dt
+    v32 = sj.soft_dtw(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), 0.1)
+    assert v32.dtype == jnp.float32 and rel(v32, ref) <= 1e-6
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def test_jit_vmap_value_and_grad():
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 7, 2))
+    batched = sj.soft_dtw(x, y, 0.5)
+    per_pair = jax.jit(jax.vmap(lambda a, b: sj.soft_dtw(a, b, 0.5)))(x, y)
+    assert per_pair.shape == (4,) and rel(per_pair, batched) <= 1e-12
+    v, (gx, gy) = jax.jit(jax.value_and_grad(lambda a, b: sj.soft_dtw(a, b, 0.5).sum(), argnums=(0, 1)))(x, y)
+    gxv = jax.vmap(jax.grad(lambda a, b: sj.soft_dtw(a, b, 0.5)))(x, y)
+    assert rel(gxv, gx) <= 1e-12 and abs(v - batched.sum()) <= 1e-10 * abs(v)
+    # vmap over gamma and over traced lengths
+    gs = jnp.array([0.1, 1.0, 10.0])
+    vg = jax.vmap(lambda g: sj.soft_dtw(x, y, g))(gs)
+    for k, g in enumerate([0.1, 1.0, 10.0]):
+        assert rel(vg[k], snp.soft_dtw(x, y, g)) <= 1e-10
+
+
+def test_check_grads_order_2():
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((2, 4, 2)), rng.standard_normal((2, 3, 2))
+    check_grads(lambda a, b: sj.soft_dtw(a, b, 0.5, normalize=True).sum(), (x, y), order=2, modes=("rev",))
+    cost = rng.random((2, 3, 4))
+    check_grads(lambda c: sj.soft_dtw_from_cost(c, 0.3).sum(), (cost,), order=2, modes=("rev",))
+    check_grads(lambda a: sj.soft_dtw(a, y, 0.5, x_lengths=np.array([4, 2])).sum(), (x,), order=2, modes=("rev",))
+
+
+def test_hessian_vector_product_matches_finite_differences():
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((2, 5, 2)), rng.standard_normal((2, 4, 2))
+    v = rng.standard_normal(x.shape)
+
+    def grad_x(a):
+        return jax.grad(lambda a: sj.soft_dtw(a, y, 0.7).sum())(a)
+
+    _, vjp = jax.vjp(grad_x, jnp.asarray(x))
+    (hvp,) = vjp(jnp.asarray(v))  # the Hessian is symmetric: H v
+    eps = 1e-5
+    fd = (snp.soft_dtw_value_and_grad(x + eps * v, y, 0.7)[1] - snp.soft_dtw_value_and_grad(x - eps * v, y, 0.7)[1]) / (2 * eps)
+    assert rel(hvp, fd) <= 1e-6
+    # grad of grad through jit
+    gg = jax.jit(jax.grad(lambda a: (grad_x(a) ** 2).sum()))(x)
+    assert np.all(np.isfinite(gg))
+
+
+def test_forward_mode_raises():
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda a: sj.soft_dtw(a, jnp.ones((3, 1)), 1.0), (jnp.zeros((2, 1)),), (jnp.ones((2, 1)),))
+
+
+def test_demo_values_leave_x64_alone():
+    from softdtw.demo import seed_inputs
+
+    x, y = seed_inputs()
+    ref = snp.soft_dtw(x, y, 0.1)
+    out = sj._demo_values(x, y, 0.1)
+    assert rel(out["jax float64"], ref) <= 1e-12 and rel(out["jax float32"], ref) <= 1e-6
+    assert jax.config.jax_enable_x64  # as this module set it
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "x, y, kw, exc, match",
+    [
+        (np.zeros(3), np.zeros(3), {}, ValueError, "x must have shape"),
+        (np.zeros((1, 1, 3, 1)), np.zeros((1, 3, 1)), {}, ValueError, "x must have shape"),
+        (np.zeros((2, 3, 1)), np.zeros((3, 3, 1)), {}, ValueError, "same batch size"),
+        (np.zeros((2, 3, 1)), np.zeros((2, 3, 2)), {}, ValueError, "same number of features"),
+        (np.zeros((2, 0, 1)), np.zeros((2, 3, 1)), {}, ValueError, "x is an empty series"),
+        (np.zeros((2, 3, 1)), np.zeros((2, 0, 1)), {}, ValueError, "y is an empty series"),
+        (np.zeros((3, 1)), np.zeros((2, 3, 1)), {}, ValueError, "must both be batched"),
+        (np.array([["a"]]), np.zeros((1, 1)), {}, TypeError, "x must hold real numbers"),
+        (np.zeros((1, 1)), np.zeros((1, 1), dtype=complex), {}, TypeError, "y must hold real numbers"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"gamma": 0.0}, ValueError, "gamma must be > 0"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"gamma": -1.0}, ValueError, "gamma must be > 0"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"gamma": float("nan")}, ValueError, "gamma must be finite"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"gamma": float("inf")}, ValueError, "gamma must be finite"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"gamma": "1"}, TypeError, "gamma must be a real number"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"global_constraint": "band"}, ValueError, "global_constraint"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"sakoe_chiba_radius": -1}, ValueError, "sakoe_chiba_radius"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"sakoe_chiba_radius": 1.5}, TypeError, "sakoe_chiba_radius"),
+        (np.zeros((1, 1)), np.zeros((1, 1)), {"itakura_max_slope": 0.5}, ValueError, "itakura_max_slope"),
+        (np.zeros((2, 1)), np.zeros((9, 1)), {"itakura_max_slope": 2.0}, ValueError, "itakura_max_slope"),
+        (np.zeros((1, 3, 1)), np.zeros((1, 3, 1)), {"x_lengths": [0]}, ValueError, "x_lengths must be >= 1"),
+        (np.zeros((1, 3, 1)), np.zeros((1, 3, 1)), {"y_lengths": [4]}, ValueError, "y_lengths must be <="),
+        (np.zeros((1, 3, 1)), np.zeros((1, 3, 1)), {"x_lengths": [1, 2]}, ValueError, "x_lengths must have shape"),
+        (np.zeros((1, 3, 1)), np.zeros((1, 3, 1)), {"x_lengths": [1.5]}, TypeError, "x_lengths must hold integers"),
+    ],
+)
+def test_bad_input(x, y, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        snp.soft_dtw(x, y, **kw)  # the reference agrees on the message
+    with pytest.raises(exc, match=match):
+        sj.soft_dtw(x, y, **kw)
+    if x.dtype.kind == "f" and y.dtype.kind == "f":  # and at trace time under jit
+        with pytest.raises(exc, match=match):
+            jax.jit(lambda a, b: sj.soft_dtw(a, b, **kw))(x, y)
+
+
+@pytest.mark.parametrize("cost, match", [(np.zeros(3), "cost must have shape"), (np.zeros((2, 0)), "non-empty")])
+def test_bad_cost(cost, match):
+    with pytest.raises(ValueError, match=match):
+        sj.soft_dtw_from_cost(cost)
+
+
+def test_bad_traced_arguments():
+    x = jnp.zeros((2, 3, 1))
+    with pytest.raises(ValueError, match="gamma must be a scalar"):
+        jax.jit(lambda g: sj.soft_dtw(x, x, g))(jnp.ones(2))
+    with pytest.raises(TypeError, match="x_lengths must hold integers"):
+        jax.jit(lambda la: sj.soft_dtw(x, x, x_lengths=la))(jnp.ones(2))
+    with pytest.raises(ValueError, match="y_lengths must have shape"):
+        jax.jit(lambda la: sj.soft_dtw(x, x, y_lengths=la))(jnp.ones(3, jnp.int32))
+
+
+# ---------------------------------------------------------------- several devices
+
+
+SHARDED = """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import numpy as np, jax, jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import softdtw.jax as sj
+    assert len(jax.devices()) == 2, jax.devices()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 6, 2)), rng.standard_normal((4, 5, 2))
+    xl = np.array([6, 2, 5, 1])
+    f = jax.jit(jax.value_and_grad(lambda a, b, g: sj.soft_dtw(a, b, g, normalize=True, x_lengths=xl).sum(),
+                                   argnums=(0, 1, 2)))
+    v1, g1 = f(jax.device_put(x, jax.devices()[0]), jax.device_put(y, jax.devices()[0]), 0.5)
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    s = NamedSharding(mesh, P("batch"))
+    xs, ys = jax.device_put(x, s), jax.device_put(y, s)
+    assert len(xs.sharding.device_set) == 2
+    v2, g2 = f(xs, ys, 0.5)
+    per = jax.jit(lambda a, b: sj.soft_dtw(a, b, 0.5))(xs, ys)
+    np.testing.assert_allclose(np.asarray(per), np.asarray(sj.soft_dtw(x, y, 0.5)), rtol=1e-12)
+    np.testing.assert_allclose(float(v2), float(v1), rtol=1e-12)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-14)
+    print("ok")
+"""
+
+
+def test_sharded_batch_matches_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(SHARDED)], capture_output=True, text=True, env=env,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
