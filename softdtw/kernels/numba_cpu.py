@@ -518,18 +518,26 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
                     jhi[ln] = z + 1
                     wlo = min(wlo, a + 1)
                     whi = max(whi, z + 1)
-        accn[:, :] = zero_
         for ln in range(L):
             cl[ln] = zero_
             cd[ln] = zero_
             gstep[ln] = zero_
         if whi > wlo:
+            # rows wlo..whi-1 of accn are assigned by the loop, wlo-1 right after it
+            for w in range(0, wlo - 1):
+                for ln in range(L):
+                    accn[w, ln] = zero_
+            for w in range(whi, W + 1):
+                for ln in range(L):
+                    accn[w, ln] = zero_
             if need_gg:
                 _bwd_rows_gg(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_)
             else:
                 _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_)
             for ln in range(L):
-                accn[wlo - 1, ln] += cd[ln]
+                accn[wlo - 1, ln] = cd[ln]
+        else:
+            accn[:, :] = zero_
         # pushes into column 0 (R[i, s W - 1]) belong to the left neighbour's row i at step t - 1
         for ln in range(L):
             lf = lane_left[ln]
