@@ -39,7 +39,7 @@ def run(cost, gamma, xl=None, yl=None, constraint=spec.Constraint(None, None), g
         np.testing.assert_array_equal(a, b)  # inputs never written
     assert value.dtype == cost.dtype and grad.dtype == cost.dtype and grad.shape == cost.shape
     assert r.shape == cost.shape and aux.ndim == 2 and aux.shape[0] == B
-    assert aux.shape[1] <= N + M
+    assert aux.shape[1] <= K.LANES * (N + M)
     shape, dtype = K.aux_shape(B, N, M, cost.dtype)
     assert aux.shape == shape and aux.dtype == dtype
     return value, grad, ggam, (xl, yl, lo, hi, gv)
@@ -122,9 +122,7 @@ def test_long_pair_strips(dtype):
     rng = np.random.default_rng(4)
     B, N, M = 1, 300, 2000
     assert K.plan(B, N, M)[1] > 8
-    # float32: with N << M the alignment runs far from each row's minimum, where the stored
-    # relative R is large (open problem: ~2e-5 here); the square sizes stay within 1e-5
-    check(costs(rng, (B, N, M), dtype), 1.0, tol=1e-10 if dtype is np.float64 else 5e-5)
+    check(costs(rng, (B, N, M), dtype), 1.0)
     B, N, M = 1, 1500, 1500
     check(costs(rng, (B, N, M), dtype), 1.0)
     B, N, M = 2, 200, 500

@@ -17,9 +17,11 @@ Numerics
   ``m - log2(1 + 2^(m - mid) + 2^(m - max))`` (sorted inputs: two ``exp2`` and one ``log2``
   per cell). float32 uses vectorisable polynomial ``exp2``/``log2`` (relative error ~1e-7);
   float64 uses the exact library functions.
-* ``r`` stores ``R`` relative to a per-pair offset re-based every step by the previous step's
-  minimum; the shifts (float32-exact numbers, kept in float64) are ``aux`` (``(B, N + S - 1)``),
-  so float32 ``R`` stays small and differences of neighbours stay accurate at any size.
+* ``r`` stores ``R`` relative to a per-lane offset, re-based every step by the minimum of the
+  lane's previous row (which the backward recomputes from the stored row), so float32 ``R``
+  stays small and differences of neighbours stay accurate at any size. A strip's left boundary
+  value moves from its neighbour's offset to its own by a float32 number kept in ``aux``
+  (float64 ``(B, S (N + S - 1))``, see :func:`aux_shape`).
 * The backward recomputes every cell's normalised softmin weights from its three stored
   predecessors (exactly as the forward formed them, exponents <= 0) and pushes
   ``E[cell] * w`` back to them: mass is conserved, nothing overflows, no cost is needed.
@@ -273,8 +275,9 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
     delta = np.zeros(L, dt)
     carry = np.zeros(L, dt)
     rmin = np.full(L, inf_, dt)
-    off = np.zeros(Pr, np.float64)
-    shift = np.zeros(Pr, dt)
+    offl = np.zeros(L, np.float64)  # each lane's offset (its R = stored + offl)
+    offn = np.zeros(L, np.float64)
+    bd = np.zeros(L, dt)
     # terminal cells
     t_term = np.empty(Pr, np.int64)
     w_term = np.empty(Pr, np.int64)
@@ -292,26 +295,26 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
     src = np.zeros(L, np.int64)
     cflat = cost.reshape(-1)
     for t in range(T):
-        # re-base each pair on the previous step's minimum
-        for p in range(Pr):
-            shift[p] = inf_
+        # re-base each lane on the minimum of its previous row (the backward recomputes it
+        # from the stored row); the left boundary column (R[i, s W - 1], the left neighbour's
+        # last column one step earlier) moves from the neighbour's offset to this lane's by
+        # bd, kept in ``shifts`` so that the backward forms it identically
         for ln in range(L):
-            p = lane_p[ln]
-            if p >= 0 and rmin[ln] < shift[p]:
-                shift[p] = rmin[ln]
-        for p in range(Pr):
-            if not shift[p] < inf_:
-                shift[p] = zero_
-            shifts[p, t] = shift[p]
-            off[p] += shift[p]
-        for ln in range(L):
-            p = lane_p[ln]
-            delta[ln] = -shift[p] if p >= 0 else zero_
+            r0 = rmin[ln]
+            sh = r0 if r0 < inf_ else zero_
+            delta[ln] = -sh
+            offn[ln] = offl[ln] + sh
             rmin[ln] = inf_
-        # left boundary column (R[i, s W - 1]) from the left neighbour's previous step
         for ln in range(L):
             lf = lane_left[ln]
-            cur[0, ln] = prev[W, lf] + delta[ln] if lf >= 0 else inf_
+            if lf >= 0:
+                bd[ln] = offl[lf] - offn[ln]
+                shifts[lane_p[ln], lane_s[ln] * T + t] = bd[ln]
+                cur[0, ln] = prev[W, lf] + bd[ln]
+            else:
+                cur[0, ln] = inf_
+        for ln in range(L):
+            offl[ln] = offn[ln]
         # the columns this step touches, and the cost tile
         wlo = W + 1
         whi = 1
@@ -353,7 +356,7 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         # values
         for p in range(Pr):
             if t_term[p] == t:
-                value[p] = (np.float64(cur[w_term[p], l_term[p]]) + off[p]) * out_scale
+                value[p] = (np.float64(cur[w_term[p], l_term[p]]) + offl[l_term[p]]) * out_scale
         # store the step (lanes whose row is in [0, N))
         base = (t % N) * rowsize
         if t >= S - 1 and t < N:
@@ -477,13 +480,16 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
         w_term[p] = yl[b0 + p] - 1 - st * W + 1
         l_term[p] = _lane_of(p, st, S, Pr)
     # rc for the last step
-    _load_row(store, shifts, rc, deltap, T - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart, inf_, zero_)
+    mtmp = np.zeros(L, dt)
+    btmp = np.zeros(L, dt)
+    # delta of step t (added to row t - 1) is minus the minimum of each lane's stored row t - 1
+    _row_delta(store, T - 2, N, W, rowsize, cnt, colstart, lane_p, lane_s, delta, mtmp, inf_, zero_)
+    _load_row(store, shifts, rc, btmp, T - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
+              inf_, zero_)
     for t in range(T - 1, -1, -1):
-        for ln in range(L):
-            p = lane_p[ln]
-            delta[ln] = -shifts[p, t] if p >= 0 else zero_
+        _row_delta(store, t - 2, N, W, rowsize, cnt, colstart, lane_p, lane_s, deltap, mtmp, inf_, zero_)
         if t >= 1:
-            _load_row(store, shifts, rp, deltap, t - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
+            _load_row(store, shifts, rp, btmp, t - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
                       inf_, zero_)
         else:
             rp[:, :] = inf_
@@ -561,6 +567,7 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
                     _prefetch_w(gflat, dst[ln] - M + k)
         rc, rp = rp, rc
         acc, accn = accn, acc
+        delta, deltap = deltap, delta
     if need_gg:
         for p in range(Pr):
             ggam[p] = 0.0
@@ -573,8 +580,30 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
 
 
 @njit(**_JIT)
+def _row_delta(store, t, N, W, rowsize, cnt, colstart, lane_p, lane_s, out, tmp, inf_, zero_):
+    """``out[ln]`` = minus the minimum of lane ``ln``'s stored row of step ``t`` (0 where it has
+    none or it is all +inf): the re-basing shift that the forward applied at step ``t + 1``."""
+    L = LANES
+    for ln in range(L):
+        tmp[ln] = inf_
+    if t >= 0:
+        base = (t % N) * rowsize
+        for w in range(W):
+            cs = base + colstart[w]
+            for ln in range(cnt[w]):
+                v = store[cs + ln]
+                r0 = tmp[ln]
+                tmp[ln] = (v if v < r0 else r0) + zero_
+    for ln in range(L):
+        i = t - lane_s[ln]
+        m = tmp[ln]
+        out[ln] = -m if (lane_p[ln] >= 0 and i >= 0 and i < N and m < inf_) else zero_
+
+
+@njit(**_JIT)
 def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart, inf_, zero_):
-    """The row of step ``t`` of every lane (relative to step ``t``), column 0 from the left lane."""
+    """The row of step ``t`` of every lane (relative to its offset at step ``t``), column 0 from
+    the left lane (moved to this lane's offset as the forward did)."""
     L = LANES
     base = (t % N) * rowsize
     for w in range(W):
@@ -589,9 +618,9 @@ def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_l
         if p < 0 or i < 0 or i >= N:
             for w in range(W + 1):
                 dst[w, ln] = inf_
+    T = shifts.shape[1] // (lane_s.max() + 1)
     for ln in range(L):
-        p = lane_p[ln]
-        dtmp[ln] = -shifts[p, t] if p >= 0 else zero_
+        dtmp[ln] = shifts[lane_p[ln], lane_s[ln] * T + t] if lane_left[ln] >= 0 else zero_
     for ln in range(L):
         lf = lane_left[ln]
         i = t - lane_s[ln]
@@ -689,13 +718,17 @@ def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, 
 
 def aux_shape(B: int, N: int, M: int, dtype=np.float32) -> tuple[tuple[int, int], np.dtype]:
     """Shape and dtype of the ``aux`` that :func:`forward` returns for a ``(B, N, M)`` cost: the
-    per-step shifts of each pair, float64 ``(B, N + S - 1)`` (``S`` from :func:`plan`)."""
+    boundary re-basing of each strip of each pair at each step, float64 ``(B, S (N + S - 1))``
+    (``S`` from :func:`plan`; strip 0 has no left boundary and keeps zeros)."""
     _, s, _ = plan(B, N, M)
-    return (B, N + s - 1), np.dtype(np.float64)
+    return (B, s * (N + s - 1)), np.dtype(np.float64)
 
 
 def _layout_from_aux(n: int, m: int, aux: np.ndarray) -> tuple[int, int, int]:
-    s = aux.shape[1] - n + 1
+    k = aux.shape[1]
+    s = next((s for s in range(1, LANES + 1) if s * (n + s - 1) == k), None)
+    if s is None:
+        raise ValueError(f"aux of shape {aux.shape} does not come from forward for N={n}")
     w = -(-m // s)
     return LANES // s, s, w
 
