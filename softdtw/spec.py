@@ -342,13 +342,21 @@ def _safe_min3(xp, a, b, c):
     return xp.where(finite, m_raw, xp.zeros_like(m_raw)), finite, m_raw
 
 
+def _shifted_exp(xp, a, m, gamma):
+    """``exp(-(a - m) / gamma)``, exactly 0 where ``a`` is +inf with no inf in between, so that
+    derivatives of any order (e.g. in a traced gamma) see no ``0 * inf``; NaN stays NaN."""
+    inf = a == math.inf
+    z = xp.where(inf, xp.zeros_like(a), a - m)
+    return xp.where(inf, xp.zeros_like(a), xp.exp(-z / gamma))
+
+
 def softmin(xp, a, b, c, gamma):
     """``-gamma log(exp(-a/gamma) + exp(-b/gamma) + exp(-c/gamma))`` with the minimum factored out.
 
     ``+inf`` when all three are ``+inf``, NaN when any is NaN; never overflows.
     """
     m, finite, m_raw = _safe_min3(xp, a, b, c)
-    s = xp.exp(-(a - m) / gamma) + xp.exp(-(b - m) / gamma) + xp.exp(-(c - m) / gamma)
+    s = _shifted_exp(xp, a, m, gamma) + _shifted_exp(xp, b, m, gamma) + _shifted_exp(xp, c, m, gamma)
     s = xp.where(finite, s, xp.ones_like(s))  # s >= 1 where finite
     return xp.where(finite, m - gamma * xp.log(s), m_raw)  # +inf stays +inf, NaN stays NaN
 
@@ -359,9 +367,9 @@ def softmin_weights(xp, a, b, c, gamma):
     All zero where the three inputs are ``+inf`` (an unreachable cell).
     """
     m, finite, _ = _safe_min3(xp, a, b, c)
-    ea = xp.exp(-(a - m) / gamma)
-    eb = xp.exp(-(b - m) / gamma)
-    ec = xp.exp(-(c - m) / gamma)
+    ea = _shifted_exp(xp, a, m, gamma)
+    eb = _shifted_exp(xp, b, m, gamma)
+    ec = _shifted_exp(xp, c, m, gamma)
     s = ea + eb + ec
     s = xp.where(finite, s, xp.ones_like(s))
     return ea / s, eb / s, ec / s

@@ -21,20 +21,35 @@ from . import _pure
 BAND_KINDS = (None, "sakoe_chiba", "itakura")
 
 
+KERNEL_MODULES = {
+    "pure": "softdtw.torch._pure",
+    "numba": "softdtw.kernels.numba_cpu",
+    "triton": "softdtw.kernels.triton_cuda",
+}
+DEFAULT_KERNEL = {"cpu": "numba", "cuda": "triton"}
+
+
 def _kernel_module(device_type: str):
     """The kernel for a device: numba on CPU, Triton on CUDA, the pure-torch path otherwise.
 
-    ``SOFTDTW_KERNEL=pure`` forces the pure-torch path (used by tests to check it everywhere).
+    The environment variable ``SOFTDTW_KERNEL`` (``pure``, ``numba`` or ``triton``) forces one
+    kernel on every device; the validation suite and ``python -m softdtw.check`` use it (Triton
+    on CPU tensors needs ``TRITON_INTERPRET=1`` set before triton is imported).
     """
-    if os.environ.get("SOFTDTW_KERNEL") == "pure":
-        return _pure
-    name = {"cpu": "softdtw.kernels.numba_cpu", "cuda": "softdtw.kernels.triton_cuda"}.get(device_type)
+    forced = os.environ.get("SOFTDTW_KERNEL")
+    if forced:
+        if forced not in KERNEL_MODULES:
+            raise ValueError(f"SOFTDTW_KERNEL must be one of {sorted(KERNEL_MODULES)}, got {forced!r}")
+        return importlib.import_module(KERNEL_MODULES[forced])
+    name = DEFAULT_KERNEL.get(device_type)
     if name is None:
         return _pure
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(KERNEL_MODULES[name])
     except ImportError:
         return _pure
+    available = getattr(module, "available", None)  # triton may be missing (e.g. Windows)
+    return module if available is None or available() else _pure
 
 
 def _aux_spec(module, batch: int, n: int, m: int, dtype: torch.dtype):
