@@ -397,3 +397,15 @@ def test_sharded_batch_matches_one_device():
     r = subprocess.run([sys.executable, "-c", textwrap.dedent(SHARDED)], capture_output=True, text=True, env=env,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+def test_second_derivative_in_gamma_matches_finite_differences():
+    c = jnp.asarray(np.random.default_rng(11).random((2, 4, 5)))
+
+    def f(g):
+        return sj.soft_dtw_from_cost(c, g).sum()
+
+    h = 1e-4
+    fd = (f(0.7 + h) - 2 * f(0.7) + f(0.7 - h)) / h**2
+    second = jax.grad(jax.grad(f))(0.7)
+    assert np.isfinite(second) and abs(second - fd) <= 1e-5 * max(1.0, abs(fd))
