@@ -467,13 +467,17 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
     rowsize = Pr * M
     lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
     dt = store.dtype
-    rc = np.full((W + 1, L), inf_, dt)  # R of each lane's row at step t (relative to step t)
-    rp = np.full((W + 1, L), inf_, dt)  # its row i - 1 (relative to step t - 1)
+    # R of each lane's row at step t (relative to step t): column 0 (the left boundary) in rc0,
+    # columns 1..W in rcv (a view of ``store`` where the step fills every lane, else a scratch
+    # copy in scr[t % 2]); rp0, rpv: the same for step t - 1 (relative to step t - 1)
+    scr = np.full((2, W, L), inf_, dt)
+    rc0 = np.full(L, inf_, dt)
+    rp0 = np.full(L, inf_, dt)
+    fullrow = Pr * S == L and cnt[W - 1] == L
     acc = np.zeros((W + 1, L), dt)  # pushes into the row of step t
     accn = np.zeros((W + 1, L), dt)  # pushes into the row of step t - 1
     et = np.zeros((W, L), dt)
     delta = np.zeros(L, dt)
-    deltap = np.zeros(L, dt)
     cl = np.zeros(L, dt)
     cd = np.zeros(L, dt)
     gstep = np.zeros(L, dt)
@@ -494,27 +498,25 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
     # rc for the last step
     mtmp = np.zeros(L, dt)
     btmp = np.zeros(L, dt)
-    # delta of step t (added to row t - 1) is minus the minimum of each lane's stored row t - 1
-    _row_delta(store, T - 2, N, W, rowsize, cnt, colstart, lane_p, lane_s, delta, mtmp, inf_, zero_)
-    _load_row(store, shifts, rc, btmp, T - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
-              inf_, zero_)
+    rcv = _load_row(store, shifts, scr[(T - 1) % 2], rc0, btmp, T - 1, N, W, rowsize, lane_p, lane_s,
+                    lane_left, cnt, colstart, fullrow, inf_, zero_)
     for t in range(T - 1, -1, -1):
-        _row_delta(store, t - 2, N, W, rowsize, cnt, colstart, lane_p, lane_s, deltap, mtmp, inf_, zero_)
         if t >= 1:
-            _load_row(store, shifts, rp, btmp, t - 1, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
-                      inf_, zero_)
+            rpv = _load_row(store, shifts, scr[(t - 1) % 2], rp0, btmp, t - 1, N, W, rowsize, lane_p, lane_s,
+                            lane_left, cnt, colstart, fullrow, inf_, zero_)
         else:
-            rp[:, :] = inf_
+            rpv = scr[(t + 1) % 2]
+            rpv[:, :] = inf_
             for ln in range(L):
-                if lane_p[ln] >= 0 and lane_s[ln] == 0:
-                    rp[0, ln] = zero_
-        # lanes whose row is 0 take the DP row 0 as predecessor row
+                rp0[ln] = zero_ if (lane_p[ln] >= 0 and lane_s[ln] == 0) else inf_
+        # delta of step t (added to row t - 1) is minus the minimum of each lane's stored row t - 1
+        _row_delta(rpv, t - 1, N, W, lane_p, lane_s, delta, mtmp, inf_, zero_)
+        # lanes whose row is 0 take the DP row 0 as predecessor row (never the case of a view)
         for ln in range(L):
             if lane_p[ln] >= 0 and t - lane_s[ln] == 0 and t >= 1:
-                for w in range(W + 1):
-                    rp[w, ln] = inf_
-                if lane_s[ln] == 0:
-                    rp[0, ln] = zero_
+                for w in range(W):
+                    rpv[w, ln] = inf_
+                rp0[ln] = zero_ if lane_s[ln] == 0 else inf_
         for p in range(Pr):
             if t_term[p] == t:
                 acc[w_term[p], l_term[p]] += one_
@@ -549,9 +551,10 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
                 for ln in range(L):
                     accn[w, ln] = zero_
             if need_gg:
-                _bwd_rows_gg(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_)
+                _bwd_rows_gg(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_,
+                             one_)
             else:
-                _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_)
+                _bwd_rows(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_)
             for ln in range(L):
                 accn[wlo - 1, ln] = cd[ln]
         else:
@@ -577,9 +580,9 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
             if dst[ln] >= M:
                 for k in range(0, lane_wid[ln], 16):
                     _prefetch_w(gflat, dst[ln] - M + k)
-        rc, rp = rp, rc
+        rcv = rpv
+        rc0, rp0 = rp0, rc0
         acc, accn = accn, acc
-        delta, deltap = deltap, delta
     if need_gg:
         for p in range(Pr):
             ggam[p] = 0.0
@@ -592,18 +595,16 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
 
 
 @njit(**_JIT)
-def _row_delta(store, t, N, W, rowsize, cnt, colstart, lane_p, lane_s, out, tmp, inf_, zero_):
-    """``out[ln]`` = minus the minimum of lane ``ln``'s stored row of step ``t`` (0 where it has
+def _row_delta(rv, t, N, W, lane_p, lane_s, out, tmp, inf_, zero_):
+    """``out[ln]`` = minus the minimum of lane ``ln``'s row ``rv`` of step ``t`` (0 where it has
     none or it is all +inf): the re-basing shift that the forward applied at step ``t + 1``."""
     L = LANES
     for ln in range(L):
         tmp[ln] = inf_
     if t >= 0:
-        base = (t % N) * rowsize
         for w in range(W):
-            cs = base + colstart[w]
-            for ln in range(cnt[w]):
-                v = store[cs + ln]
+            for ln in range(L):
+                v = rv[w, ln]
                 r0 = tmp[ln]
                 tmp[ln] = (v if v < r0 else r0) + zero_
     for ln in range(L):
@@ -613,24 +614,32 @@ def _row_delta(store, t, N, W, rowsize, cnt, colstart, lane_p, lane_s, out, tmp,
 
 
 @njit(**_JIT)
-def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart, inf_, zero_):
-    """The row of step ``t`` of every lane (relative to its offset at step ``t``), column 0 from
-    the left lane (moved to this lane's offset as the forward did)."""
+def _load_row(store, shifts, scr, d0, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_left, cnt, colstart,
+              fullrow, inf_, zero_):
+    """The row of step ``t`` of every lane (relative to its offset at step ``t``): columns 1..W
+    as a ``(W, LANES)`` array (a view of ``store`` where the step fills every lane, else copied
+    into ``scr``, +inf where a lane has no row), column 0 into ``d0``, from the left lane (moved
+    to this lane's offset as the forward did)."""
     L = LANES
+    S = lane_s.max() + 1
     base = (t % N) * rowsize
-    for w in range(W):
-        cs = base + colstart[w]
-        for ln in range(cnt[w]):
-            dst[w + 1, ln] = store[cs + ln]
-        for ln in range(cnt[w], L):
-            dst[w + 1, ln] = inf_
-    for ln in range(L):
-        p = lane_p[ln]
-        i = t - lane_s[ln]
-        if p < 0 or i < 0 or i >= N:
-            for w in range(W + 1):
-                dst[w, ln] = inf_
-    T = shifts.shape[1] // (lane_s.max() + 1)
+    if fullrow and t >= S - 1 and t < N:
+        rv = store[base:base + W * L].reshape((W, L))
+    else:
+        for w in range(W):
+            cs = base + colstart[w]
+            for ln in range(cnt[w]):
+                scr[w, ln] = store[cs + ln]
+            for ln in range(cnt[w], L):
+                scr[w, ln] = inf_
+        for ln in range(L):
+            p = lane_p[ln]
+            i = t - lane_s[ln]
+            if p < 0 or i < 0 or i >= N:
+                for w in range(W):
+                    scr[w, ln] = inf_
+        rv = scr
+    T = shifts.shape[1] // S
     for ln in range(L):
         dtmp[ln] = shifts[lane_p[ln], lane_s[ln] * T + t] if lane_left[ln] >= 0 else zero_
     for ln in range(L):
@@ -638,39 +647,61 @@ def _load_row(store, shifts, dst, dtmp, t, N, W, rowsize, lane_p, lane_s, lane_l
         i = t - lane_s[ln]
         if lf >= 0 and i >= 0 and i < N:
             # as the forward formed it: the left lane's last column one step earlier, re-based
-            dst[0, ln] = store[((t - 1) % N) * rowsize + colstart[W - 1] + lf] + dtmp[ln]
+            d0[ln] = store[((t - 1) % N) * rowsize + colstart[W - 1] + lf] + dtmp[ln]
         else:
-            dst[0, ln] = inf_
+            d0[ln] = inf_
+    return rv
+
+
+@njit(inline="always", **_JIT)
+def _bwd_cell(a, b, c, acc, accn, et, cl, cd, w, ln, inf_, zero_, one_):
+    e = acc[w, ln] + cl[ln]
+    wa, wb, wc = _weights2(a, b, c, inf_, zero_, one_)
+    accn[w, ln] = cd[ln] + wb * e
+    cd[ln] = wa * e
+    cl[ln] = wc * e
+    et[w - 1, ln] = e
+
+
+@njit(inline="always", **_JIT)
+def _bwd_cell_gg(a, b, c, acc, accn, et, cl, cd, gstep, w, ln, inf_, zero_, one_):
+    e = acc[w, ln] + cl[ln]
+    wa, wb, wc, ent = _weights2_ent(a, b, c, inf_, zero_, one_)
+    accn[w, ln] = cd[ln] + wb * e
+    cd[ln] = wa * e
+    cl[ln] = wc * e
+    et[w - 1, ln] = e
+    gstep[ln] += e * ent
 
 
 @njit(**_JIT)
-def _bwd_rows(rp, rc, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_):
-    """Cells ``whi > w >= wlo`` of one step: E, and its pushes to the predecessors."""
-    for w in range(whi - 1, wlo - 1, -1):
+def _bwd_rows(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_):
+    """Cells ``whi > w >= wlo`` of one step: E, and its pushes to the predecessors (column ``w``
+    of a row is ``rv[w - 1]``, column 0 is ``r0``)."""
+    for w in range(whi - 1, max(wlo, 2) - 1, -1):
         for ln in range(LANES):
-            e = acc[w, ln] + cl[ln]
             dl = delta[ln]
-            wa, wb, wc = _weights2(rp[w - 1, ln] + dl, rp[w, ln] + dl, rc[w - 1, ln], inf_, zero_, one_)
-            accn[w, ln] = cd[ln] + wb * e
-            cd[ln] = wa * e
-            cl[ln] = wc * e
-            et[w - 1, ln] = e
+            _bwd_cell(rpv[w - 2, ln] + dl, rpv[w - 1, ln] + dl, rcv[w - 2, ln], acc, accn, et, cl, cd, w, ln,
+                      inf_, zero_, one_)
+    if wlo == 1:
+        for ln in range(LANES):
+            dl = delta[ln]
+            _bwd_cell(rp0[ln] + dl, rpv[0, ln] + dl, rc0[ln], acc, accn, et, cl, cd, 1, ln, inf_, zero_, one_)
 
 
 @njit(**_JIT)
-def _bwd_rows_gg(rp, rc, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_):
+def _bwd_rows_gg(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_):
     """:func:`_bwd_rows` that also sums ``E * sum_p w_p log2 w_p`` per lane (for d value / d gamma)."""
-    for w in range(whi - 1, wlo - 1, -1):
+    for w in range(whi - 1, max(wlo, 2) - 1, -1):
         for ln in range(LANES):
-            e = acc[w, ln] + cl[ln]
             dl = delta[ln]
-            wa, wb, wc, ent = _weights2_ent(rp[w - 1, ln] + dl, rp[w, ln] + dl, rc[w - 1, ln], inf_, zero_,
-                                            one_)
-            accn[w, ln] = cd[ln] + wb * e
-            cd[ln] = wa * e
-            cl[ln] = wc * e
-            et[w - 1, ln] = e
-            gstep[ln] += e * ent
+            _bwd_cell_gg(rpv[w - 2, ln] + dl, rpv[w - 1, ln] + dl, rcv[w - 2, ln], acc, accn, et, cl, cd, gstep,
+                         w, ln, inf_, zero_, one_)
+    if wlo == 1:
+        for ln in range(LANES):
+            dl = delta[ln]
+            _bwd_cell_gg(rp0[ln] + dl, rpv[0, ln] + dl, rc0[ln], acc, accn, et, cl, cd, gstep, 1, ln, inf_, zero_,
+                         one_)
 
 
 # ---------------------------------------------------------------------------
