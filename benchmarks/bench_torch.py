@@ -75,6 +75,29 @@ def time_case(name, size, repeat):
     return fwd, both
 
 
+def variable_lengths_ratio(repeat, b=64, n=512, d=8, low=64, seed=0):
+    """fwd+bwd time of a batch whose lengths are uniform in [low, n] over the same batch at full length."""
+    from softdtw.torch import SoftDTWLossPyTorch
+
+    loss = SoftDTWLossPyTorch(gamma=1.0)
+    x, y = inputs(b, n, n, d, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    xl = torch.randint(low, n + 1, (b,), generator=g)
+    yl = torch.randint(low, n + 1, (b,), generator=g)
+
+    def once(**kw):
+        xr = x.clone().requires_grad_()
+        t0 = time.perf_counter()
+        loss(xr, y, **kw).sum().backward()
+        return time.perf_counter() - t0
+
+    once(x_lengths=xl, y_lengths=yl)
+    full = min(once() for _ in range(repeat))
+    var = min(once(x_lengths=xl, y_lengths=yl) for _ in range(repeat))
+    real_cells = float((xl * yl).sum()) / (b * n * n)
+    return var / full, real_cells
+
+
 def peak_memory_child(name, size):
     loss = make_loss(name)
     x, y = inputs(*size)
@@ -107,6 +130,7 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--memory", action="store_true", help="also measure peak memory (fresh process per case)")
     p.add_argument("--memory-size", default="8,1024,1024,64")
+    p.add_argument("--lengths", action="store_true", help="also time a variable-length batch (64, <=512, 8)")
     p.add_argument("--child-memory", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_memory:
@@ -137,6 +161,11 @@ def main():
             rfb = f"{fb / ours[1]:.1f}x" if ours and name != impls[0] else ""
             print(f"| {','.join(map(str, size))} | {name} | {f / cells * 1e9:.2f} | {fb / cells * 1e9:.2f} | {rf} | {rfb} |",
                   flush=True)
+    if a.lengths:
+        ratio, real = variable_lengths_ratio(a.repeat)
+        print()
+        print(f"variable lengths (64, uniform [64, 512], 8) fwd+bwd: {ratio:.2f}x the time of all-512 "
+              f"(its real cells are {real:.2f}x)")
     if a.memory:
         size = tuple(int(v) for v in a.memory_size.split(","))
         print()

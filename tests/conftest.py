@@ -1,4 +1,13 @@
+import importlib.util
 import os
+
+# The Triton kernels run on CPU tensors only in the interpreter, which must be chosen before
+# triton is imported; on a machine with a GPU the compiled kernels are tested instead.
+if importlib.util.find_spec("torch") is not None:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from hypothesis import HealthCheck, settings
 

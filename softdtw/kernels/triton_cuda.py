@@ -54,7 +54,6 @@ Status and open problems
 from __future__ import annotations
 
 import math
-import os
 
 __all__ = ["forward", "backward", "available"]
 

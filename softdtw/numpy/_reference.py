@@ -64,7 +64,6 @@ def forward_backward(cost: np.ndarray, gamma: float, valid: np.ndarray, x_length
                      y_lengths: np.ndarray, *, grad: bool = True) -> ForwardBackward:
     """The recursion on a float64 batch ``cost`` (B, N, M) with the ``valid`` cells (B, N, M)."""
     batch, n, m = cost.shape
-    rows = np.arange(batch)
     c = spec.cost_diagonals(np, cost, valid)  # (N + M - 1, B, N)
     d0, d1 = spec.boundary_diagonals(np, np.zeros((batch, n + 1)))
     r = [d0, d1]

@@ -1,0 +1,290 @@
+"""The validation properties, run by the pytest suite and by ``python -m softdtw.check``.
+
+Each property draws whole problems with Hypothesis, runs one realization, and compares it with
+the NumPy reference or an oracle. Tolerances depend only on the dtype (docs/algorithm.md).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, reporting, settings
+from hypothesis import strategies as st
+
+from . import oracles
+from .realizations import Realization
+from .strategies import SMALL_LENGTHS, cost_matrices, gammas, problems
+
+# value: |v - v_ref| <= tol * max(1, |v_ref|);  gradient: max |g - g_ref| <= tol * max |g_ref|
+VALUE_TOL = {"float64": 1e-10, "float32": 1e-5}
+GRAD_TOL = {"float64": 1e-10, "float32": 1e-4}
+# float32 cannot resolve a softmin whose gamma is far below the rounding of R: the properties
+# draw float32 problems with gamma >= 1e-3 times the mean cost (float64: any gamma in range).
+FLOAT32_MIN_RELATIVE_GAMMA = 1e-3
+
+BANDS = [{}, {"sakoe_chiba_radius": 0}, {"sakoe_chiba_radius": 2}, {"itakura_max_slope": 2.0}]
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+@dataclass
+class Stats:
+    cases: int = 0
+    value_err: float = 0.0  # largest error relative to the tolerance's scale
+    grad_err: float = 0.0
+
+    def value(self, got, ref, dtype, what="value"):
+        got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+        if not np.array_equal(np.isnan(got), np.isnan(ref)):
+            raise Mismatch(f"{what}: NaN pattern differs: got {got}, reference {ref}")
+        err = float(np.nanmax(np.abs(got - ref) / np.maximum(1.0, np.abs(ref)), initial=0.0))
+        self.value_err = max(self.value_err, err)
+        if not err <= VALUE_TOL[dtype]:
+            raise Mismatch(f"{what}: relative error {err:.3g} > {VALUE_TOL[dtype]:g}: got {got}, reference {ref}")
+
+    def grad(self, got, ref, dtype, what="gradient"):
+        got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+        scale = max(float(np.abs(ref).max(initial=0.0)), 1e-300)
+        err = float(np.abs(got - ref).max(initial=0.0)) / scale
+        self.grad_err = max(self.grad_err, err)
+        if not err <= GRAD_TOL[dtype]:
+            raise Mismatch(f"{what}: error {err:.3g} of the largest entry > {GRAD_TOL[dtype]:g}")
+
+
+def _round(a, dtype):
+    return np.asarray(a, dtype=dtype).astype(np.float64)
+
+
+def _conditioned(x, y, gamma, dtype):
+    if dtype == "float32":
+        mean_cost = float(np.mean((x.mean(1)[:, None] - y.mean(1)[:, None]) ** 2) + x.var() + y.var())
+        assume(gamma >= FLOAT32_MIN_RELATIVE_GAMMA * max(mean_cost, 1e-30))
+
+
+def _weights(b):
+    return np.linspace(0.5, 2.0, b)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def agreement(real: Realization, dtype: str, stats: Stats):
+    @given(problems(), st.booleans(), st.sampled_from(range(len(BANDS))))
+    def prop(problem, normalize, band):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        kw = BANDS[band]
+        import softdtw.numpy as ref
+
+        try:
+            v_ref, gx_ref, gy_ref = ref.soft_dtw_value_and_grad(x, y, gamma, normalize=normalize, **kw)
+        except ValueError:
+            assume(False)  # infeasible band for these lengths
+        w = _weights(x.shape[0])
+        v, gx, gy = real.pair(x, y, gamma, dtype, w, normalize=normalize, **kw)
+        stats.value(v, v_ref, dtype)
+        stats.grad(gx, gx_ref * w[:, None, None], dtype, "gradient w.r.t. x")
+        stats.grad(gy, gy_ref * w[:, None, None], dtype, "gradient w.r.t. y")
+        stats.cases += 1
+
+    return prop
+
+
+def cost_gradient(real: Realization, dtype: str, stats: Stats):
+    @given(cost_matrices(lengths=(1, 2, 3, 5, 8)), st.sampled_from(range(len(BANDS))))
+    def prop(problem, band):
+        cost, gamma = problem
+        if dtype == "float32":
+            assume(gamma >= FLOAT32_MIN_RELATIVE_GAMMA * max(cost.mean(), 1e-30))
+        cost = _round(cost, dtype)
+        import softdtw.numpy as ref
+
+        try:
+            e_ref, v_ref = ref.soft_dtw_alignment_from_cost(cost, gamma, **BANDS[band])
+        except ValueError:
+            assume(False)
+        w = _weights(cost.shape[0])
+        v, gc = real.cost(cost, gamma, dtype, w, **BANDS[band])
+        stats.value(v, v_ref, dtype)
+        stats.grad(gc, e_ref * w[:, None, None], dtype, "gradient w.r.t. the cost")
+        stats.cases += 1
+
+    return prop
+
+
+def brute_force(real: Realization, dtype: str, stats: Stats):
+    @given(cost_matrices(lengths=SMALL_LENGTHS, gamma=gammas(1e-2, 1e2)))
+    def prop(problem):
+        cost, gamma = problem
+        cost = _round(cost, dtype)
+        w = np.ones(cost.shape[0])
+        v, gc = real.cost(cost, gamma, dtype, w)
+        for b in range(cost.shape[0]):
+            v_bf, a_bf = oracles.brute_force(cost[b], gamma)
+            stats.value(v[b], v_bf, dtype, "value vs brute force")
+            stats.grad(gc[b], a_bf, dtype, "alignment vs brute force")
+        stats.cases += 1
+
+    return prop
+
+
+def divergence(real: Realization, dtype: str, stats: Stats):
+    @given(problems(lengths=(1, 2, 3, 5, 8)))
+    def prop(problem):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        w = np.ones(x.shape[0])
+        scale = max(1.0, float(np.abs(x).max()) ** 2)
+        v, _, _ = real.pair(x, y, gamma, dtype, w, normalize=True)
+        if not np.all(v >= -VALUE_TOL[dtype] * scale * x.shape[1] * y.shape[1]):
+            raise Mismatch(f"divergence is negative: {v}")
+        v0, g0, _ = real.pair(x, x.copy(), gamma, dtype, w, normalize=True)
+        if not np.all(v0 == 0):
+            raise Mismatch(f"divergence at x == y is not exactly 0: {v0}")
+        if not np.abs(g0).max() <= GRAD_TOL[dtype] * scale:
+            raise Mismatch(f"gradient of the divergence at x == y is not 0: max {np.abs(g0).max():.3g}")
+        stats.cases += 1
+
+    return prop
+
+
+def symmetry(real: Realization, dtype: str, stats: Stats):
+    @given(problems())
+    def prop(problem):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        w = np.ones(x.shape[0])
+        a, _, _ = real.pair(x, y, gamma, dtype, w)
+        b, _, _ = real.pair(y, x, gamma, dtype, w)
+        stats.value(a, b, dtype, "sdtw(x, y) vs sdtw(y, x)")
+        stats.cases += 1
+
+    return prop
+
+
+def hard_dtw_limit(real: Realization, dtype: str, stats: Stats):
+    @given(cost_matrices(lengths=(1, 2, 3, 5, 8), gamma=st.just(1.0)))
+    def prop(problem):
+        cost, _ = problem
+        cost = _round(cost, dtype)
+        gamma = 1e-3 * max(float(cost.mean()), 1e-6)
+        v, _ = real.cost(cost, gamma, dtype, np.ones(cost.shape[0]))
+        n, m = cost.shape[1:]
+        for b in range(cost.shape[0]):
+            hard = oracles.hard_dtw(cost[b])
+            slack = VALUE_TOL[dtype] * max(1.0, abs(hard))
+            low = hard - gamma * math.log(oracles.delannoy(n - 1, m - 1))
+            if not low - slack <= v[b] <= hard + slack:
+                raise Mismatch(f"gamma -> 0: value {v[b]} outside [{low}, {hard}] (hard DTW {hard})")
+        stats.cases += 1
+
+    return prop
+
+
+def batch_consistency(real: Realization, dtype: str, stats: Stats):
+    @given(problems(batches=(2, 3)))
+    def prop(problem):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        w = _weights(x.shape[0])
+        v, gx, gy = real.pair(x, y, gamma, dtype, w)
+        for b in range(x.shape[0]):
+            v1, gx1, gy1 = real.pair(x[b:b + 1], y[b:b + 1], gamma, dtype, w[b:b + 1])
+            stats.value(v[b], v1[0], dtype, "batched vs one pair")
+            stats.grad(gx[b], gx1[0], dtype, "batched vs one pair, gradient w.r.t. x")
+            stats.grad(gy[b], gy1[0], dtype, "batched vs one pair, gradient w.r.t. y")
+        stats.cases += 1
+
+    return prop
+
+
+def finite(real: Realization, dtype: str, stats: Stats):
+    @given(problems(gamma=gammas(1e-3, 1e2), scale_range=(1e-3, 1e3)), st.booleans())
+    def prop(problem, normalize):
+        x, y, gamma = problem
+        x, y = _round(x, dtype), _round(y, dtype)
+        v, gx, gy = real.pair(x, y, gamma, dtype, np.ones(x.shape[0]), normalize=normalize)
+        for name, a in (("value", v), ("gradient w.r.t. x", gx), ("gradient w.r.t. y", gy)):
+            if not np.all(np.isfinite(a)):
+                raise Mismatch(f"{name} is not finite for finite inputs: {a}")
+        stats.cases += 1
+
+    return prop
+
+
+def lengths(real: Realization, dtype: str, stats: Stats):
+    @given(problems(lengths=(2, 3, 5, 8)), st.booleans(), st.integers(0, 2**32 - 1),
+           st.sampled_from([{}, {"sakoe_chiba_radius": 1}]))
+    def prop(problem, normalize, seed, band):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        b = x.shape[0]
+        rng = np.random.default_rng(seed)
+        xl = rng.integers(1, x.shape[1] + 1, size=b)
+        yl = rng.integers(1, y.shape[1] + 1, size=b)
+        w = _weights(b)
+        v, gx, gy = real.pair(x, y, gamma, dtype, w, normalize=normalize, x_lengths=xl, y_lengths=yl, **band)
+        for k in range(b):
+            v1, gx1, gy1 = real.pair(x[k:k + 1, :xl[k]], y[k:k + 1, :yl[k]], gamma, dtype, w[k:k + 1],
+                                     normalize=normalize, **band)
+            stats.value(v[k], v1[0], dtype, "padded vs unpadded")
+            stats.grad(gx[k, :xl[k]], gx1[0], dtype, "padded vs unpadded, gradient w.r.t. x")
+            stats.grad(gy[k, :yl[k]], gy1[0], dtype, "padded vs unpadded, gradient w.r.t. y")
+            if np.any(gx[k, xl[k]:] != 0) or np.any(gy[k, yl[k]:] != 0):
+                raise Mismatch("padded positions got a non-zero gradient")
+        stats.cases += 1
+
+    return prop
+
+
+PROPERTIES: dict[str, Callable] = {
+    "agreement": agreement,
+    "cost_gradient": cost_gradient,
+    "brute_force": brute_force,
+    "divergence": divergence,
+    "symmetry": symmetry,
+    "hard_dtw_limit": hard_dtw_limit,
+    "batch_consistency": batch_consistency,
+    "finite": finite,
+    "lengths": lengths,
+}
+
+
+@dataclass
+class Result:
+    realization: str
+    dtype: str
+    stats: Stats = field(default_factory=Stats)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (property, report)
+
+
+def run(real: Realization, dtype: str, names=None, max_examples: int | None = None,
+        derandomize: bool = False) -> Result:
+    """Run the properties for one realization and dtype; failures carry the shrunk example."""
+    result = Result(real.label, dtype)
+    kw = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=derandomize,
+              database=None, print_blob=True)
+    if max_examples is not None:
+        kw["max_examples"] = max_examples
+    for name in names or PROPERTIES:
+        prop = PROPERTIES[name](real, dtype, result.stats)
+        test = settings(**kw)(prop)
+        out = io.StringIO()
+        with reporting.with_reporter(lambda msg: out.write(str(msg) + "\n")):
+            try:
+                test()
+            except Exception as e:  # noqa: BLE001 - a realization may fail in any way: report it
+                notes = "\n".join(getattr(e, "__notes__", []))  # Hypothesis puts the shrunk example here
+                result.failures.append((name, f"{type(e).__name__}: {e}\n{notes}\n{out.getvalue()}"))
+    return result
