@@ -281,8 +281,13 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
     rowsize = Pr * M
     lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
     dt = cost.dtype
-    prev = np.full((W + 1, L), inf_, dt)
-    cur = np.full((W + 1, L), inf_, dt)
+    # the row of each lane at step t - 1: column 0 (left boundary) in prev0, columns 1..W in
+    # prevv; cur0, curv: at step t. curv is a view of ``store`` where the step fills every lane
+    # (no copy), else scr[t % 2]
+    scr = np.full((2, W, L), inf_, dt)
+    prev0 = np.full(L, inf_, dt)
+    cur0 = np.full(L, inf_, dt)
+    prevv = scr[1]
     ct = np.full((W, L), inf_, dt)
     delta = np.zeros(L, dt)
     carry = np.zeros(L, dt)
@@ -301,12 +306,19 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         l_term[p] = _lane_of(p, st, S, Pr)
     for ln in range(L):
         if lane_p[ln] >= 0 and lane_s[ln] == 0:
-            prev[0, ln] = zero_  # R[0, 0] = 0
+            prev0[ln] = zero_  # R[0, 0] = 0
+    fullrow = Pr * S == L and cnt[W - 1] == L
     jlo = np.zeros(L, np.int64)
     jhi = np.zeros(L, np.int64)
     src = np.zeros(L, np.int64)
     cflat = cost.reshape(-1)
     for t in range(T):
+        base = (t % N) * rowsize
+        direct = fullrow and t >= S - 1 and t < N
+        if direct:
+            curv = store[base:base + W * L].reshape((W, L))
+        else:
+            curv = scr[t % 2]
         # re-base each lane on the minimum of its previous row (the backward recomputes it
         # from the stored row); the left boundary column (R[i, s W - 1], the left neighbour's
         # last column one step earlier) moves from the neighbour's offset to this lane's by
@@ -322,9 +334,9 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
             if lf >= 0:
                 bd[ln] = offl[lf] - offn[ln]
                 shifts[lane_p[ln], lane_s[ln] * T + t] = bd[ln]
-                cur[0, ln] = prev[W, lf] + bd[ln]
+                cur0[ln] = prevv[W - 1, lf] + bd[ln]
             else:
-                cur[0, ln] = inf_
+                cur0[ln] = inf_
         for ln in range(L):
             offl[ln] = offn[ln]
         # the columns this step touches, and the cost tile
@@ -349,7 +361,7 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         for w in range(1, W + 1):
             if w < wlo or w >= whi:
                 for ln in range(L):
-                    cur[w, ln] = inf_
+                    curv[w - 1, ln] = inf_
         if whi > wlo:
             for ln in range(L):
                 p = lane_p[ln]
@@ -364,26 +376,28 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
                     nx = src[ln] + M
                     for k in range(wlo, whi, 16):
                         _prefetch_r(cflat, min(nx + k, last))
-            _fwd_rows(prev, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_)
+            _fwd_rows(prev0, prevv, cur0, curv, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_)
         # values
         for p in range(Pr):
             if t_term[p] == t:
-                value[p] = (np.float64(cur[w_term[p], l_term[p]]) + offl[l_term[p]]) * out_scale
-        # store the step (lanes whose row is in [0, N))
-        base = (t % N) * rowsize
-        if t >= S - 1 and t < N:
+                value[p] = (np.float64(curv[w_term[p] - 1, l_term[p]]) + offl[l_term[p]]) * out_scale
+        # store the step (lanes whose row is in [0, N)), unless computed in place
+        if direct:
+            pass
+        elif t >= S - 1 and t < N:
             for w in range(W):
                 cs = base + colstart[w]
                 for ln in range(cnt[w]):
-                    store[cs + ln] = cur[w + 1, ln]
+                    store[cs + ln] = curv[w, ln]
         else:
             for w in range(W):
                 cs = base + colstart[w]
                 for ln in range(cnt[w]):
                     i = t - lane_s[ln]
                     if i >= 0 and i < N:
-                        store[cs + ln] = cur[w + 1, ln]
-        prev, cur = cur, prev
+                        store[cs + ln] = curv[w, ln]
+        prevv = curv
+        prev0, cur0 = cur0, prev0
 
 
 @njit(**_JIT)
@@ -428,30 +442,40 @@ def _write_grad(gflat, dst, jlo, jhi, wid, et, gscale, W, zero_):
                     gflat[b + w - 1] = et[w - 1, ln] * g if (w >= a and w < z) else zero_
 
 
+@njit(inline="always", **_JIT)
+def _fwd_cell(a, b, c, ct, cur, carry, rmin, w, ln, inf_, zero_, one_):
+    v = ct[w - 1, ln] + _softmin2(a, b, c, inf_, zero_, one_)
+    cur[w - 1, ln] = v
+    carry[ln] = v
+    r0 = rmin[ln]
+    # (+ zero_ keeps LLVM from turning the min into a masked store)
+    rmin[ln] = (v if v < r0 else r0) + zero_
+
+
 @njit(**_JIT)
-def _fwd_rows(prev, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_):
-    """Cells ``wlo <= w < whi`` of one step, all lanes. Two independent halves of the lanes per
-    iteration give the out-of-order core two dependency chains to overlap."""
+def _fwd_rows(prev0, prev, cur0, cur, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_):
+    """Cells ``wlo <= w < whi`` of one step, all lanes (column ``w`` of a row is ``row[w - 1]``,
+    column 0 is ``row0``). Two independent halves of the lanes per iteration give the
+    out-of-order core two dependency chains to overlap."""
     H = LANES // 2
-    for ln in range(LANES):
-        carry[ln] = cur[wlo - 1, ln]
-    for w in range(wlo, whi):
+    w0 = wlo
+    if wlo == 1:
+        for ln in range(LANES):
+            dl = delta[ln]
+            _fwd_cell(prev0[ln] + dl, prev[0, ln] + dl, cur0[ln], ct, cur, carry, rmin, 1, ln, inf_, zero_, one_)
+        w0 = 2
+    else:
+        for ln in range(LANES):
+            carry[ln] = cur[wlo - 2, ln]
+    for w in range(w0, whi):
         for ln in range(H):
             dl = delta[ln]
-            v = ct[w - 1, ln] + _softmin2(prev[w - 1, ln] + dl, prev[w, ln] + dl, carry[ln], inf_, zero_, one_)
+            _fwd_cell(prev[w - 2, ln] + dl, prev[w - 1, ln] + dl, carry[ln], ct, cur, carry, rmin, w, ln, inf_,
+                      zero_, one_)
             l2 = ln + H
             dl2 = delta[l2]
-            v2 = ct[w - 1, l2] + _softmin2(prev[w - 1, l2] + dl2, prev[w, l2] + dl2, carry[l2], inf_, zero_,
-                                           one_)
-            cur[w, ln] = v
-            carry[ln] = v
-            cur[w, l2] = v2
-            carry[l2] = v2
-            r0 = rmin[ln]
-            r2 = rmin[l2]
-            # (+ zero_ keeps LLVM from turning the min into a masked store)
-            rmin[ln] = (v if v < r0 else r0) + zero_
-            rmin[l2] = (v2 if v2 < r2 else r2) + zero_
+            _fwd_cell(prev[w - 2, l2] + dl2, prev[w - 1, l2] + dl2, carry[l2], ct, cur, carry, rmin, w, l2, inf_,
+                      zero_, one_)
 
 
 # ---------------------------------------------------------------------------
