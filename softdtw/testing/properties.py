@@ -67,6 +67,21 @@ def _conditioned(x, y, gamma, dtype):
         assume(gamma >= FLOAT32_MIN_RELATIVE_GAMMA * max(mean_cost, 1e-30))
 
 
+def l1_cost(a, b):
+    """L1 cost, written for NumPy, torch and JAX arrays alike."""
+    return abs(a[:, :, None, :] - b[:, None, :, :]).sum(-1)
+
+
+def cosine_cost(a, b):
+    """Cosine dissimilarity 1 - <a_i, b_j> / (|a_i| |b_j|), for NumPy, torch and JAX arrays alike."""
+    an = a / ((a * a).sum(-1) ** 0.5)[..., None]
+    bn = b / ((b * b).sum(-1) ** 0.5)[..., None]
+    return 1 - (an[:, :, None, :] * bn[:, None, :, :]).sum(-1)
+
+
+DIST_FUNCS = {"l1": l1_cost, "cosine": cosine_cost}
+
+
 def _weights(b):
     return np.linspace(0.5, 2.0, b)
 
@@ -248,6 +263,37 @@ def lengths(real: Realization, dtype: str, stats: Stats):
     return prop
 
 
+def dist_func(real: Realization, dtype: str, stats: Stats):
+    """Custom costs (L1, cosine) differentiated by the framework: values against the reference;
+    float64 gradients against central differences of the reference (1e-6 of the largest entry or
+    of 1e-4 if that is smaller: the accuracy of the differences)."""
+
+    @given(problems(lengths=(1, 2, 3, 5), scale_range=(1e-1, 1e1), gamma=gammas(1e-1, 1e1)),
+           st.sampled_from(sorted(DIST_FUNCS)), st.booleans())
+    def prop(problem, cost_name, normalize):
+        x, y, gamma = problem
+        x, y = _round(x, dtype), _round(y, dtype)
+        cost = DIST_FUNCS[cost_name]
+        import softdtw.numpy as ref
+
+        w = _weights(x.shape[0])
+        v, gx, gy = real.pair(x, y, gamma, dtype, w, normalize=normalize, dist_func=cost)
+        stats.value(v, ref.soft_dtw(x, y, gamma, normalize=normalize, dist_func=cost), dtype, f"{cost_name} value")
+        if dtype == "float64":
+            for a, g, i in ((x, gx, 0), (y, gy, 1)):
+                def f(arr, i=i):
+                    args = (arr, y) if i == 0 else (x, arr)
+                    return (ref.soft_dtw(*args, gamma, normalize=normalize, dist_func=cost) * w).sum()
+
+                fd = oracles.central_difference(f, a)
+                err = float(np.abs(g - fd).max()) / max(float(np.abs(fd).max()), 1e-4)
+                if not err <= 1e-6:
+                    raise Mismatch(f"{cost_name} gradient vs central differences: error {err:.3g} > 1e-6")
+        stats.cases += 1
+
+    return prop
+
+
 PROPERTIES: dict[str, Callable] = {
     "agreement": agreement,
     "cost_gradient": cost_gradient,
@@ -258,6 +304,7 @@ PROPERTIES: dict[str, Callable] = {
     "batch_consistency": batch_consistency,
     "finite": finite,
     "lengths": lengths,
+    "dist_func": dist_func,
 }
 
 
