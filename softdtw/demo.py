@@ -21,7 +21,7 @@ def main() -> int:
     v, gx, _ = snp.soft_dtw_value_and_grad(x, y, GAMMA)
     np.set_printoptions(precision=6, suppress=True)
     print(f"numpy reference   values {v}  mean {v.mean():.6f}")
-    print(f"                  d mean / d x[0] =\n{gx[0] / 4}")
+    print(f"                  d mean / d x[0] =\n{gx[0] / 4 + 0.0}")  # + 0.0: no -0
     print(f"                  divergence {snp.soft_dtw(x, y, GAMMA, normalize=True)}")
     for name in ("torch", "jax"):
         if importlib.util.find_spec(name) is None:
