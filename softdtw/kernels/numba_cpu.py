@@ -420,6 +420,80 @@ def _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, scale, inf_):
                     ct[w - 1, ln] = cflat[b + w] * scale if (w >= a and w < z) else inf_
 
 
+@intrinsic
+def _tr8_f32(typingctx, src, r0, c0, scale, dst, offs, k):
+    """8 x 8 float32 transpose in AVX registers: row ``i`` of the result,
+    ``src[r0 + j, c0 + i] * scale[c0 + i]`` for ``j < 8``, goes to ``dst[offs[c0 + i] + k + j]``
+    (``src`` a C-contiguous 2-d array, ``scale``, ``dst``, ``offs`` 1-d)."""
+    sig = types.void(src, r0, c0, scale, dst, offs, k)
+
+    def codegen(context, builder, signature, args):
+        asrc, ar0, ac0, ascale, adst, aoffs, ak = args
+        f32 = ir.FloatType()
+        i64 = ir.IntType(64)
+        v8 = ir.VectorType(f32, 8)
+        vp = v8.as_pointer()
+        s_ary = context.make_array(signature.args[0])(context, builder, asrc)
+        g_ary = context.make_array(signature.args[3])(context, builder, ascale)
+        d_ary = context.make_array(signature.args[4])(context, builder, adst)
+        o_ary = context.make_array(signature.args[5])(context, builder, aoffs)
+        ncol = cgutils.unpack_tuple(builder, s_ary.shape, 2)[1]
+        r0 = context.cast(builder, ar0, signature.args[1], types.int64)
+        c0 = context.cast(builder, ac0, signature.args[2], types.int64)
+        kk = context.cast(builder, ak, signature.args[6], types.int64)
+        gv = builder.load(builder.bitcast(builder.gep(g_ary.data, [c0]), vp), align=4)
+        rows = []
+        for j in range(8):
+            idx = builder.add(builder.mul(builder.add(r0, ir.Constant(i64, j)), ncol), c0)
+            v = builder.load(builder.bitcast(builder.gep(s_ary.data, [idx]), vp), align=4)
+            rows.append(builder.fmul(v, gv))
+
+        def shuf(a, b, mask):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+        lo = [0, 8, 1, 9, 4, 12, 5, 13]
+        hi = [2, 10, 3, 11, 6, 14, 7, 15]
+        t = []
+        for j in range(0, 8, 2):
+            t.append(shuf(rows[j], rows[j + 1], lo))
+            t.append(shuf(rows[j], rows[j + 1], hi))
+        m44 = [0, 1, 8, 9, 4, 5, 12, 13]
+        mee = [2, 3, 10, 11, 6, 7, 14, 15]
+        tt = [shuf(t[0], t[2], m44), shuf(t[0], t[2], mee), shuf(t[1], t[3], m44), shuf(t[1], t[3], mee),
+              shuf(t[4], t[6], m44), shuf(t[4], t[6], mee), shuf(t[5], t[7], m44), shuf(t[5], t[7], mee)]
+        m20 = [0, 1, 2, 3, 8, 9, 10, 11]
+        m31 = [4, 5, 6, 7, 12, 13, 14, 15]
+        outs = [shuf(tt[i], tt[i + 4], m20) for i in range(4)] + [shuf(tt[i], tt[i + 4], m31) for i in range(4)]
+        for i in range(8):
+            o = builder.load(builder.gep(o_ary.data, [builder.add(c0, ir.Constant(i64, i))]))
+            o = context.cast(builder, o, signature.args[5].dtype, types.int64)
+            ptr = builder.gep(d_ary.data, [builder.add(o, kk)])
+            builder.store(outs[i], builder.bitcast(ptr, vp), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _tr8(src, r0, c0, scale, dst, offs, k):
+    """See :func:`_tr8_f32` (float64: scalar loops)."""
+
+
+@overload(_tr8, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_tr8(src, r0, c0, scale, dst, offs, k):
+    if src.dtype == types.float32:
+        def impl(src, r0, c0, scale, dst, offs, k):
+            _tr8_f32(src, r0, c0, scale, dst, offs, k)
+        return impl
+
+    def impl(src, r0, c0, scale, dst, offs, k):
+        for i in range(8):
+            g = scale[c0 + i]
+            b = offs[c0 + i] + k
+            for j in range(8):
+                dst[b + j] = src[r0 + j, c0 + i] * g
+    return impl
+
+
 @njit(**_JIT)
 def _write_grad(gflat, dst, jlo, jhi, wid, et, gscale, W, zero_):
     """The transpose back: ``gflat[dst[ln] + w - 1] = et[w - 1, ln] * gscale[ln]`` for
@@ -427,17 +501,21 @@ def _write_grad(gflat, dst, jlo, jhi, wid, et, gscale, W, zero_):
     ``dst[ln] >= 0``."""
     L = LANES
     for w0 in range(1, W + 1, 8):
-        for ln in range(L):
-            b = dst[ln]
-            if b < 0:
+        for l0 in range(0, L, 8):
+            full = True
+            for ln in range(l0, l0 + 8):
+                full = full and dst[ln] >= 0 and jlo[ln] <= w0 and w0 + 8 <= jhi[ln]
+            if full:
+                # 8 lanes x 8 columns through registers
+                _tr8(et, w0 - 1, l0, gscale, gflat, dst, w0 - 1)
                 continue
-            a = jlo[ln]
-            z = jhi[ln]
-            g = gscale[ln]
-            if a <= w0 and w0 + 8 <= z:
-                for j in range(8):
-                    gflat[b + w0 - 1 + j] = et[w0 - 1 + j, ln] * g
-            else:
+            for ln in range(l0, l0 + 8):
+                b = dst[ln]
+                if b < 0:
+                    continue
+                a = jlo[ln]
+                z = jhi[ln]
+                g = gscale[ln]
                 for w in range(w0, min(w0 + 8, wid[ln] + 1)):
                     gflat[b + w - 1] = et[w - 1, ln] * g if (w >= a and w < z) else zero_
 
