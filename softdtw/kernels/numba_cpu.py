@@ -408,16 +408,101 @@ def _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, scale, inf_):
     L = LANES
     for w0 in range(wlo, whi, 8):
         full = w0 + 8 <= whi
-        for ln in range(L):
-            a = jlo[ln]
-            z = jhi[ln]
-            b = src[ln]
-            if full and a <= w0 and w0 + 8 <= z:
-                for j in range(8):
-                    ct[w0 - 1 + j, ln] = cflat[b + w0 + j] * scale
-            else:
+        for l0 in range(0, L, 8):
+            allfull = full
+            for ln in range(l0, l0 + 8):
+                allfull = allfull and jlo[ln] <= w0 and w0 + 8 <= jhi[ln]
+            if allfull:
+                # 8 lanes x 8 columns through registers
+                _tr8in(cflat, src, l0, w0, scale, ct, w0 - 1)
+                continue
+            for ln in range(l0, l0 + 8):
+                a = jlo[ln]
+                z = jhi[ln]
+                b = src[ln]
                 for w in range(w0, min(w0 + 8, whi)):
                     ct[w - 1, ln] = cflat[b + w] * scale if (w >= a and w < z) else inf_
+
+
+def _transpose8(builder, rows):
+    """``outs[i][j] = rows[j][i]`` for eight ``<8 x float>`` values (unpack / shuffle / 128-bit
+    permute stages, as LLVM lowers them to AVX)."""
+
+    def shuf(a, b, mask):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
+
+    lo = [0, 8, 1, 9, 4, 12, 5, 13]
+    hi = [2, 10, 3, 11, 6, 14, 7, 15]
+    t = []
+    for j in range(0, 8, 2):
+        t.append(shuf(rows[j], rows[j + 1], lo))
+        t.append(shuf(rows[j], rows[j + 1], hi))
+    m44 = [0, 1, 8, 9, 4, 5, 12, 13]
+    mee = [2, 3, 10, 11, 6, 7, 14, 15]
+    tt = [shuf(t[0], t[2], m44), shuf(t[0], t[2], mee), shuf(t[1], t[3], m44), shuf(t[1], t[3], mee),
+          shuf(t[4], t[6], m44), shuf(t[4], t[6], mee), shuf(t[5], t[7], m44), shuf(t[5], t[7], mee)]
+    m20 = [0, 1, 2, 3, 8, 9, 10, 11]
+    m31 = [4, 5, 6, 7, 12, 13, 14, 15]
+    outs = [shuf(tt[i], tt[i + 4], m20) for i in range(4)] + [shuf(tt[i], tt[i + 4], m31) for i in range(4)]
+    return outs
+
+
+@intrinsic
+def _tr8in_f32(typingctx, src, offs, l0, k, scale, dst, r0):
+    """The transpose into the lanes: ``dst[r0 + j, l0 + i] = src[offs[l0 + i] + k + j] * scale``
+    for ``i, j < 8`` (``src``, ``offs`` 1-d, ``dst`` a C-contiguous 2-d float32 array)."""
+    sig = types.void(src, offs, l0, k, scale, dst, r0)
+
+    def codegen(context, builder, signature, args):
+        asrc, aoffs, al0, ak, ascale, adst, ar0 = args
+        f32 = ir.FloatType()
+        i64 = ir.IntType(64)
+        v8 = ir.VectorType(f32, 8)
+        vp = v8.as_pointer()
+        s_ary = context.make_array(signature.args[0])(context, builder, asrc)
+        o_ary = context.make_array(signature.args[1])(context, builder, aoffs)
+        d_ary = context.make_array(signature.args[5])(context, builder, adst)
+        ncol = cgutils.unpack_tuple(builder, d_ary.shape, 2)[1]
+        l0 = context.cast(builder, al0, signature.args[2], types.int64)
+        kk = context.cast(builder, ak, signature.args[3], types.int64)
+        r0 = context.cast(builder, ar0, signature.args[6], types.int64)
+        sc = context.cast(builder, ascale, signature.args[4], types.float32)
+        gv = ir.Constant(v8, ir.Undefined)
+        for i in range(8):
+            gv = builder.insert_element(gv, sc, ir.Constant(ir.IntType(32), i))
+        rows = []
+        for i in range(8):
+            o = builder.load(builder.gep(o_ary.data, [builder.add(l0, ir.Constant(i64, i))]))
+            o = context.cast(builder, o, signature.args[1].dtype, types.int64)
+            v = builder.load(builder.bitcast(builder.gep(s_ary.data, [builder.add(o, kk)]), vp), align=4)
+            rows.append(v)
+        outs = _transpose8(builder, rows)
+        for j in range(8):
+            idx = builder.add(builder.mul(builder.add(r0, ir.Constant(i64, j)), ncol), l0)
+            ptr = builder.bitcast(builder.gep(d_ary.data, [idx]), vp)
+            builder.store(builder.fmul(outs[j], gv), ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _tr8in(src, offs, l0, k, scale, dst, r0):
+    """See :func:`_tr8in_f32` (float64: scalar loops)."""
+
+
+@overload(_tr8in, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_tr8in(src, offs, l0, k, scale, dst, r0):
+    if src.dtype == types.float32:
+        def impl(src, offs, l0, k, scale, dst, r0):
+            _tr8in_f32(src, offs, l0, k, scale, dst, r0)
+        return impl
+
+    def impl(src, offs, l0, k, scale, dst, r0):
+        for i in range(8):
+            b = offs[l0 + i] + k
+            for j in range(8):
+                dst[r0 + j, l0 + i] = src[b + j] * scale
+    return impl
 
 
 @intrinsic
@@ -448,22 +533,7 @@ def _tr8_f32(typingctx, src, r0, c0, scale, dst, offs, k):
             v = builder.load(builder.bitcast(builder.gep(s_ary.data, [idx]), vp), align=4)
             rows.append(builder.fmul(v, gv))
 
-        def shuf(a, b, mask):
-            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
-
-        lo = [0, 8, 1, 9, 4, 12, 5, 13]
-        hi = [2, 10, 3, 11, 6, 14, 7, 15]
-        t = []
-        for j in range(0, 8, 2):
-            t.append(shuf(rows[j], rows[j + 1], lo))
-            t.append(shuf(rows[j], rows[j + 1], hi))
-        m44 = [0, 1, 8, 9, 4, 5, 12, 13]
-        mee = [2, 3, 10, 11, 6, 7, 14, 15]
-        tt = [shuf(t[0], t[2], m44), shuf(t[0], t[2], mee), shuf(t[1], t[3], m44), shuf(t[1], t[3], mee),
-              shuf(t[4], t[6], m44), shuf(t[4], t[6], mee), shuf(t[5], t[7], m44), shuf(t[5], t[7], mee)]
-        m20 = [0, 1, 2, 3, 8, 9, 10, 11]
-        m31 = [4, 5, 6, 7, 12, 13, 14, 15]
-        outs = [shuf(tt[i], tt[i + 4], m20) for i in range(4)] + [shuf(tt[i], tt[i + 4], m31) for i in range(4)]
+        outs = _transpose8(builder, rows)
         for i in range(8):
             o = builder.load(builder.gep(o_ary.data, [builder.add(c0, ir.Constant(i64, i))]))
             o = context.cast(builder, o, signature.args[5].dtype, types.int64)
