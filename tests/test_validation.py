@@ -11,7 +11,7 @@ from softdtw.testing.realizations import Realization, all_realizations
 
 # a few examples per (realization, dtype, property) keep the suite within its CI budget;
 # `python -m softdtw.check --examples N` runs as many as wanted
-EXAMPLES = int(os.environ.get("SOFTDTW_VALIDATION_EXAMPLES", "4" if os.environ.get("CI") else "10"))
+EXAMPLES = int(os.environ.get("SOFTDTW_VALIDATION_EXAMPLES", "3" if os.environ.get("CI") else "10"))
 
 CASES = []
 for device in ("cpu", "cuda"):
