@@ -31,15 +31,27 @@ Numerics
 Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
 ``benchmarks/bench_numba_cpu.py``)
 -------------------------------------------------------------------------------------------
-* The lane loops vectorise only over 2-d ``(W + 1, LANES)`` buffers (flat indexing keeps
-  numba's negative-index wraparound and LLVM gives up), with ``-hoist-runtime-checks=false``.
-* float32 forward + backward measured ~10-12 ns per cell at the five benchmark sizes (pysdtw
-  and tslearn measured 116-750 ns per cell on the same loaded machine). About 45% is the DP
-  arithmetic, 20% the cost/gradient transposes into and out of the lane layout, the rest the
-  per-step copies of rows in and out of ``r``. A second thread did not help on this (loaded)
-  machine; blocks run on a thread pool when there is more than one.
-* Open: writing the DP rows straight into ``r`` (no scratch copy) where every lane is valid,
-  cheaper transposes, and two chained strip blocks for one long pair on two cores.
+* The lane loops vectorise only over 2-d ``(W, LANES)`` buffers (flat indexing keeps numba's
+  negative-index wraparound and LLVM gives up), with ``-hoist-runtime-checks=false``. Column
+  0 of a row (the strip's left boundary) is a separate ``(LANES,)`` vector, so that where a
+  step fills every lane (``P S = LANES``, ``S W = M``, all rows in range) the forward computes
+  the row straight into ``r`` and the backward reads it from there (no per-step copies).
+* The cost and gradient transposes into and out of the lane layout go through registers in
+  8 x 8 blocks (:func:`_transpose8`, float32; float64 keeps scalar loops).
+* float32, one thread, quiet core: forward ~3.1-3.7 ns per cell, forward + backward
+  ~8.0-8.6 ns at (32,256,256), (512,32,32), (1,4096,4096) (was ~3.8-4.4 and ~10.2-10.7).
+  Ablations: the backward DP arithmetic (``need_gamma_grad``: three ``exp2``, one ``log2``,
+  one division per cell) ~4 ns, the gradient write ~1 ns (much of it first-touch page faults
+  of the new output), the cost transpose ~0.6 ns. Selecting two ``exp2`` by the sorted order
+  in the backward (as the forward does) measured no gain. A second thread could not be
+  measured here (the other core was busy with other jobs); blocks run on a thread pool when
+  there is more than one.
+* Measure with a warm numba cache: code compiled in the same process measured ~6x slower
+  (forward ~22 ns per cell) than the same code loaded from the cache, reproducibly
+  (``NUMBA_CACHE_DIR=<empty dir>``); cause not found (the MCJIT in-memory code against the
+  cached object code?). A first run after install, or a read-only cache, pays it.
+* Open: that first-run slowdown; two chained strip blocks for one long pair on two cores;
+  cheaper backward weights.
 """
 
 from __future__ import annotations
