@@ -51,13 +51,14 @@ def _dtypes(*tensors: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
 
 
 def _sqeuclidean_values(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if x.shape[-1] <= 8:
+    if x.shape[-1] <= 2:
         # exact: one feature at a time, (B, N, M) temporaries only
         out = (x[..., :, None, 0] - y[..., None, :, 0]) ** 2
         for d in range(1, x.shape[-1]):
             out = out + (x[..., :, None, d] - y[..., None, :, d]) ** 2
         return out
-    # |x|^2 + |y|^2 - 2 x.y after centring each pair (less cancellation), clamped at 0
+    # |x|^2 + |y|^2 - 2 x.y (one batched matmul) after centring each pair, which limits the
+    # cancellation; clamped at 0
     mu = (x.sum(-2, keepdim=True) + y.sum(-2, keepdim=True)) / (x.shape[-2] + y.shape[-2])
     xc, yc = x - mu, y - mu
     sq = (xc * xc).sum(-1)[..., :, None] + (yc * yc).sum(-1)[..., None, :]
