@@ -21,7 +21,7 @@ def main(argv=None) -> int:
                    help="comma-separated: numpy, torch-numba, torch-pure, torch-triton, jax (default: all installed)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="float32,float64", help="comma-separated float32, float64")
-    p.add_argument("--examples", type=int, default=50, help="Hypothesis examples per property")
+    p.add_argument("--examples", type=int, default=10, help="Hypothesis examples per property (default 10)")
     p.add_argument("--properties", default="all", help="comma-separated property names (default: all)")
     p.add_argument("--seed-free", action="store_true", help="random examples (default: derandomized)")
     a = p.parse_args(argv)

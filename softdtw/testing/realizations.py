@@ -3,7 +3,8 @@
 A realization computes, for float64 NumPy inputs cast to its dtype, the values and the
 gradients of ``sum_b w_b value_b`` w.r.t. ``x`` and ``y`` (pair form) or the cost (cost form),
 returned as float64 NumPy arrays. The properties (``softdtw.testing.properties``) compare them
-with the NumPy reference.
+with the NumPy reference. Every call also checks that its inputs are unchanged after the forward
+and the backward (JAX arrays are immutable).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ class Realization:
 def _numpy_pair(x, y, gamma, dtype, w, dist_func=None, **kw):
     import softdtw.numpy as ref
 
+    x0, y0 = x.copy(), y.copy()
+    out = _numpy_pair_values(ref, x, y, gamma, w, dist_func, **kw)
+    if not (np.array_equal(x, x0) and np.array_equal(y, y0)):
+        raise AssertionError("the NumPy reference modified its inputs")
+    return out
+
+
+def _numpy_pair_values(ref, x, y, gamma, w, dist_func, **kw):
     if dist_func is not None:  # the reference differentiates custom costs by central differences
         from .oracles import central_difference
 
@@ -75,6 +84,14 @@ def _forced_kernel(kernel: str | None):
             os.environ["SOFTDTW_KERNEL"] = old
 
 
+def _unchanged(name, tensor, original):
+    """Inputs must be unchanged after forward and backward."""
+    import torch
+
+    if not torch.equal(tensor.detach().cpu(), original):
+        raise AssertionError(f"{name} was modified by the forward or backward")
+
+
 def _torch_pair(kernel, device):
     def run(x, y, gamma, dtype, w, normalize=False, dist_func=None, **kw):
         import torch
@@ -86,9 +103,12 @@ def _torch_pair(kernel, device):
         yt = torch.tensor(y, dtype=td, device=device, requires_grad=True)
         lengths = {k: (None if v is None else torch.as_tensor(v)) for k, v in kw.items() if k.endswith("_lengths")}
         band = {k: v for k, v in kw.items() if not k.endswith("_lengths")}
+        x0, y0 = xt.detach().cpu().clone(), yt.detach().cpu().clone()
         with _forced_kernel(kernel):
             v = soft_dtw(xt, yt, gamma, normalize=normalize, dist_func=dist_func, **band, **lengths)
             (v * torch.as_tensor(w, dtype=td, device=device)).sum().backward()
+        _unchanged("x", xt, x0)
+        _unchanged("y", yt, y0)
         return (v.detach().double().cpu().numpy(), xt.grad.double().cpu().numpy(), yt.grad.double().cpu().numpy())
 
     return run
@@ -103,9 +123,11 @@ def _torch_cost(kernel, device):
         td = getattr(torch, dtype)
         ct = torch.tensor(cost, dtype=td, device=device, requires_grad=True)
         kw = {k: (torch.as_tensor(v) if k.endswith("_lengths") and v is not None else v) for k, v in kw.items()}
+        c0 = ct.detach().cpu().clone()
         with _forced_kernel(kernel):
             v = soft_dtw_from_cost(ct, gamma, **kw)
             (v * torch.as_tensor(w, dtype=td, device=device)).sum().backward()
+        _unchanged("cost", ct, c0)
         return v.detach().double().cpu().numpy(), ct.grad.double().cpu().numpy()
 
     return run

@@ -19,9 +19,6 @@ __all__ = [
     "sqeuclidean_cost",
 ]
 
-_KIND = {torch.bool: "b"}
-
-
 def _kind(t: torch.Tensor) -> str:
     if t.dtype == torch.bool:
         return "b"
