@@ -283,6 +283,31 @@ def _lane_tables(Pr, S, W, M):
 # ---------------------------------------------------------------------------
 
 
+@njit(inline="always", **_JIT)
+def _lane_columns(t, L, N, W, b0, lo, hi, lane_p, lane_s, lane_wid, jlo, jhi):
+    """Columns (1-based within its strip) that each lane touches at step ``t``, from the band
+    bounds, into ``jlo``/``jhi``; returns the union ``[wlo, whi)`` over the lanes."""
+    wlo = W + 1
+    whi = 1
+    for ln in range(L):
+        p = lane_p[ln]
+        i = t - lane_s[ln]
+        jlo[ln] = 0
+        jhi[ln] = 0
+        if p >= 0 and i >= 0 and i < N:
+            c0 = lane_s[ln] * W
+            a = lo[b0 + p, i] - c0
+            z = hi[b0 + p, i] - c0
+            a = a if a > 0 else 0
+            z = z if z < lane_wid[ln] else lane_wid[ln]
+            if z > a:
+                jlo[ln] = a + 1
+                jhi[ln] = z + 1
+                wlo = min(wlo, a + 1)
+                whi = max(whi, z + 1)
+    return wlo, whi
+
+
 @njit(**_JIT)
 def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, shifts, value,
                inf_, zero_, one_):
@@ -352,24 +377,7 @@ def _fwd_block(cost, lo, hi, xl, yl, b0, Pr, S, W, inv_scale, out_scale, store, 
         for ln in range(L):
             offl[ln] = offn[ln]
         # the columns this step touches, and the cost tile
-        wlo = W + 1
-        whi = 1
-        for ln in range(L):
-            p = lane_p[ln]
-            i = t - lane_s[ln]
-            jlo[ln] = 0
-            jhi[ln] = 0
-            if p >= 0 and i >= 0 and i < N:
-                c0 = lane_s[ln] * W
-                a = lo[b0 + p, i] - c0
-                z = hi[b0 + p, i] - c0
-                a = a if a > 0 else 0
-                z = z if z < lane_wid[ln] else lane_wid[ln]
-                if z > a:
-                    jlo[ln] = a + 1
-                    jhi[ln] = z + 1
-                    wlo = min(wlo, a + 1)
-                    whi = max(whi, z + 1)
+        wlo, whi = _lane_columns(t, L, N, W, b0, lo, hi, lane_p, lane_s, lane_wid, jlo, jhi)
         for w in range(1, W + 1):
             if w < wlo or w >= whi:
                 for ln in range(L):
@@ -704,24 +712,7 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, b0, Pr, S, W, N, M, grad, ggam
         for p in range(Pr):
             if t_term[p] == t:
                 acc[w_term[p], l_term[p]] += one_
-        wlo = W + 1
-        whi = 1
-        for ln in range(L):
-            p = lane_p[ln]
-            i = t - lane_s[ln]
-            jlo[ln] = 0
-            jhi[ln] = 0
-            if p >= 0 and i >= 0 and i < N:
-                c0 = lane_s[ln] * W
-                a = lo[b0 + p, i] - c0
-                z = hi[b0 + p, i] - c0
-                a = a if a > 0 else 0
-                z = z if z < lane_wid[ln] else lane_wid[ln]
-                if z > a:
-                    jlo[ln] = a + 1
-                    jhi[ln] = z + 1
-                    wlo = min(wlo, a + 1)
-                    whi = max(whi, z + 1)
+        wlo, whi = _lane_columns(t, L, N, W, b0, lo, hi, lane_p, lane_s, lane_wid, jlo, jhi)
         for ln in range(L):
             cl[ln] = zero_
             cd[ln] = zero_
