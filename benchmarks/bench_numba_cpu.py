@@ -82,40 +82,33 @@ def bench_peers(B, N, M, D, repeat=3):
     x = torch.tensor(rng.standard_normal((B, N, D)), dtype=torch.float32)
     y = torch.tensor(rng.standard_normal((B, M, D)), dtype=torch.float32)
     cells = B * N * M
-    try:
+
+    def make_pysdtw():
         import pysdtw
 
-        f = pysdtw.SoftDTW(gamma=1.0, use_cuda=False)
+        return pysdtw.SoftDTW(gamma=1.0, use_cuda=False)
 
-        def run_fwd():
-            with torch.no_grad():
-                f(x, y)
-
-        def run():
-            xx = x.clone().requires_grad_(True)
-            f(xx, y).sum().backward()
-
-        out["pysdtw_fwd"] = best_of(run_fwd, repeat, 0.1) / cells * 1e9
-        out["pysdtw_fwdbwd"] = best_of(run, repeat, 0.1) / cells * 1e9
-    except Exception as e:  # noqa: BLE001
-        out["pysdtw"] = f"failed: {e}"
-    try:
+    def make_tslearn():
         from tslearn.metrics import SoftDTWLossPyTorch
 
-        f = SoftDTWLossPyTorch(gamma=1.0)
+        return SoftDTWLossPyTorch(gamma=1.0)
 
-        def run_fwd():
-            with torch.no_grad():
-                f(x, y)
+    for name, make in (("pysdtw", make_pysdtw), ("tslearn", make_tslearn)):
+        try:
+            f = make()
 
-        def run():
-            xx = x.clone().requires_grad_(True)
-            f(xx, y).sum().backward()
+            def run_fwd():
+                with torch.no_grad():
+                    f(x, y)
 
-        out["tslearn_fwd"] = best_of(run_fwd, repeat, 0.1) / cells * 1e9
-        out["tslearn_fwdbwd"] = best_of(run, repeat, 0.1) / cells * 1e9
-    except Exception as e:  # noqa: BLE001
-        out["tslearn"] = f"failed: {e}"
+            def run():
+                xx = x.clone().requires_grad_(True)
+                f(xx, y).sum().backward()
+
+            out[f"{name}_fwd"] = best_of(run_fwd, repeat, 0.1) / cells * 1e9
+            out[f"{name}_fwdbwd"] = best_of(run, repeat, 0.1) / cells * 1e9
+        except Exception as e:  # noqa: BLE001
+            out[name] = f"failed: {e}"
     return out
 
 
