@@ -192,3 +192,79 @@ def test_hypothesis_against_reference(data):
             constraint = spec.Constraint(None, None)
     cost = costs(rng, (B, N, M), dtype, scale)
     check(cost, gamma, xl, yl, constraint, grad_value=rng.standard_normal(B))
+
+
+# ---------------------------------------------------------------------------
+# Padded batches: blocks of pairs sorted by length, cropped to their lengths
+# ---------------------------------------------------------------------------
+
+
+def _lengths(rng, B, N, M, low=1):
+    return rng.integers(low, N + 1, B).astype(np.int32), rng.integers(low, M + 1, B).astype(np.int32)
+
+
+def test_var_blocks_cover_every_pair_once_and_save_work():
+    rng = np.random.default_rng(11)
+    B, N, M = 64, 512, 512
+    xl, yl = _lengths(rng, B, N, M, low=64)
+    blocks = K._var_blocks(B, N, M, xl, yl)
+    assert blocks is not None
+    pairs = np.concatenate([p for p, *_ in blocks])
+    assert sorted(pairs.tolist()) == list(range(B))
+    room = K.aux_shape(B, N, M)[0][1]
+    for p, n, m, S, W in blocks:
+        assert n == xl[p].max() and yl[p].max() <= m <= M and (S - 1) * W < m <= S * W
+        assert len(p) * S <= K.LANES and S * (n + S - 1) <= room
+    # the crops fit in r, and the lane-steps are well below those of the padded layout
+    assert sum(len(p) * n * m for p, n, m, _, _ in blocks) <= B * N * M
+    P, S, W = K.plan(B, N, M)
+    padded = -(-B // P) * (N + S - 1) * W
+    assert sum((n + S - 1) * W for _, n, _, S, W in blocks) < 0.7 * padded
+    # full lengths keep the padded layout
+    assert K._var_blocks(B, N, M, np.full(B, N, np.int32), np.full(B, M, np.int32)) is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["many", "few", "one"])
+def test_padded_batch_blocks(dtype, case):
+    rng = np.random.default_rng(3)
+    if case == "many":  # short pairs and one at full length
+        B, N, M = 64, 100, 100
+        xl, yl = _lengths(rng, B, N // 2, M // 2)
+        xl[-1] = N
+    elif case == "few":
+        B, N, M = 3, 200, 150
+        xl, yl = np.array([60, 90, 100], np.int32), np.array([150, 40, 30], np.int32)
+    else:
+        B, N, M = 1, 50, 80
+        xl, yl = np.array([17], np.int32), np.array([40], np.int32)
+    cost = rng.random((B, N, M)).astype(dtype)
+    assert K._var_blocks(B, N, M, xl, yl) is not None  # the cropped path runs
+    gv = rng.normal(size=B)
+    v0, g0 = check(cost, 0.7, xl=xl, yl=yl, grad_value=gv)
+    check(cost, 0.7, xl=xl, yl=yl, constraint=spec.Constraint("sakoe_chiba", 3.0))
+    # what lies in the padding never enters (the crops read past short pairs' ends, masked)
+    dirty = cost.copy()
+    for b in range(B):
+        dirty[b, xl[b]:] = np.nan
+        dirty[b, :, yl[b]:] = -1e30
+    v1, g1, _, _ = run(dirty, 0.7, xl, yl, grad_value=gv)
+    np.testing.assert_array_equal(v0, v1)
+    np.testing.assert_array_equal(g0, g1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_padding_content_never_enters(dtype):
+    # NaN and huge values in the padding: values and gradients are those of clean padding
+    B, N, M = 24, 30, 36
+    rng = np.random.default_rng(5)
+    cost = rng.random((B, N, M)).astype(dtype)
+    xl, yl = _lengths(rng, B, N, M)
+    dirty = cost.copy()
+    for b in range(B):
+        dirty[b, xl[b]:] = np.nan
+        dirty[b, :, yl[b]:] = 1e30
+    v0, g0 = check(cost, 0.5, xl=xl, yl=yl)
+    v1, g1, _, _ = run(dirty, 0.5, xl, yl)
+    np.testing.assert_array_equal(v0, v1)
+    np.testing.assert_array_equal(g0, g1)

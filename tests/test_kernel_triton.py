@@ -176,6 +176,20 @@ def test_random_problems(data, gamma):
     check(cost, gamma, xl=xl, yl=yl, constraint=constraint, dtype=dtype, block=block, pairs=pairs)
 
 
+def test_programs_take_pairs_sorted_by_length():
+    # several pairs per program: the longest pairs share programs, so a program's loops (its
+    # longest pair's diagonals) waste little on the others; one pair per program: batch order
+    xl = torch.tensor([3, 9, 5, 9, 1], dtype=torch.int32)
+    yl = torch.tensor([2, 7, 5, 8, 1], dtype=torch.int32)
+    order = K._order(xl, yl, 2)
+    assert sorted(order.tolist()) == list(range(5))
+    total = (xl + yl)[order.long()]
+    assert (total[:-1] >= total[1:]).all() and order.tolist()[:2] == [3, 1]
+    assert K._order(xl, yl, 1).tolist() == list(range(5))
+    same = torch.full((5,), 4, dtype=torch.int32)
+    assert K._order(same, same, 4).tolist() == list(range(5))
+
+
 @interp
 def test_band_work_is_band_limited():
     # the row range of each diagonal covers exactly the used cells of a contiguous band
@@ -290,7 +304,7 @@ from triton.compiler import ASTSource
 from softdtw.kernels import triton_cuda as K
 fwd, bwd = K._build()
 common = {"xlen_ptr": "*i32", "ylen_ptr": "*i32", "lo_ptr": "*i32", "hi_ptr": "*i32", "dstart_ptr": "*i32",
-          "dend_ptr": "*i32", "B": "i32", "N": "i32", "M": "i32", "K": "i32"}
+          "dend_ptr": "*i32", "order_ptr": "*i32", "B": "i32", "N": "i32", "M": "i32", "K": "i32"}
 for arch in (80, 90):
     for dt in ("fp32", "fp64"):
         f = {"cost_ptr": "*" + dt, "r_ptr": "*" + dt, "value_ptr": "*" + dt, "delta_ptr": "*" + dt,

@@ -202,6 +202,34 @@ def test_nan_propagates_to_its_pair_only(kernel):
     x[1, 2, 0] = float("nan")
     v = soft_dtw(x, y, 0.5)
     assert torch.isnan(v[1]) and torch.isfinite(v[[0, 2]]).all()
+    for d in (3, 8):  # the exact per-feature cost and the matmul cost
+        x = torch.rand(3, 4, d)
+        y = torch.rand(3, 5, d)
+        y[2, 0, 1] = float("nan")
+        c = x.clone()
+        c[0, 1, 0] = float("nan")
+        assert torch.isnan(soft_dtw(x, y, 0.5)).tolist() == [False, False, True]
+        assert torch.isnan(soft_dtw_from_cost(sqeuclidean_cost(c, y), 0.5)).tolist() == [True, False, True]
+        assert torch.isnan(soft_dtw(x, y, 0.5, dist_func=sqeuclidean_cost)).tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("dist_func", [None, "sq"])
+def test_nan_in_padding_is_ignored(kernel, dist_func):
+    # pair b uses x[b, :x_lengths[b]] only: what lies beyond (NaN here) never enters
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 6, 2, generator=g)
+    y = torch.rand(3, 5, 2, generator=g)
+    xl, yl = torch.tensor([6, 2, 4]), torch.tensor([3, 5, 1])
+    xd, yd = x.clone(), y.clone()
+    for b in range(3):
+        xd[b, xl[b]:] = float("nan")
+        yd[b, yl[b]:] = float("nan")
+    kw = dict(x_lengths=xl, y_lengths=yl, dist_func=None if dist_func is None else sqeuclidean_cost)
+    want = soft_dtw(x, y, 0.5, **kw)
+    xd.requires_grad_()
+    got = soft_dtw(xd, yd, 0.5, **kw)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want)
 
 
 # ---------------------------------------------------------------- lengths

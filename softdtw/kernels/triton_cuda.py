@@ -69,11 +69,12 @@ tl = None  # triton.language, bound by _build()
 
 
 def _softdtw_fwd_kernel(cost_ptr, r_ptr, value_ptr, delta_ptr, xlen_ptr, ylen_ptr, lo_ptr, hi_ptr,
-                        dstart_ptr, dend_ptr, par_ptr, B, N, M, K,
+                        dstart_ptr, dend_ptr, order_ptr, par_ptr, B, N, M, K,
                         PAIRS: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    pairs = pid * PAIRS + tl.arange(0, PAIRS)
-    pmask = pairs < B
+    slots = pid * PAIRS + tl.arange(0, PAIRS)
+    pmask = slots < B
+    pairs = tl.load(order_ptr + slots, mask=pmask, other=0)  # pairs sorted by length (_order)
     n = tl.load(xlen_ptr + pairs, mask=pmask, other=1)
     m = tl.load(ylen_ptr + pairs, mask=pmask, other=1)
     kcount = tl.where(pmask, n + m - 1, 0)
@@ -144,11 +145,12 @@ def _softdtw_fwd_kernel(cost_ptr, r_ptr, value_ptr, delta_ptr, xlen_ptr, ylen_pt
 
 
 def _softdtw_bwd_kernel(r_ptr, delta_ptr, gv_ptr, grad_ptr, ggam_ptr, scr_ptr, xlen_ptr, ylen_ptr,
-                        lo_ptr, hi_ptr, dstart_ptr, dend_ptr, par_ptr, B, N, M, K,
+                        lo_ptr, hi_ptr, dstart_ptr, dend_ptr, order_ptr, par_ptr, B, N, M, K,
                         PAIRS: tl.constexpr, BLOCK: tl.constexpr, NEED_GAMMA: tl.constexpr):
     pid = tl.program_id(0)
-    pairs = pid * PAIRS + tl.arange(0, PAIRS)
-    pmask = pairs < B
+    slots = pid * PAIRS + tl.arange(0, PAIRS)
+    pmask = slots < B
+    pairs = tl.load(order_ptr + slots, mask=pmask, other=0)  # pairs sorted by length (_order)
     n = tl.load(xlen_ptr + pairs, mask=pmask, other=1)
     m = tl.load(ylen_ptr + pairs, mask=pmask, other=1)
     kcount = tl.where(pmask, n + m - 1, 0)
@@ -342,6 +344,18 @@ def _diagonal_rows(lo, hi, x_len, n_pad: int, m_pad: int):
     return start.to(torch.int32).contiguous(), end.to(torch.int32).contiguous()
 
 
+def _order(x_len, y_len, pairs: int):
+    """The pairs in the order programs take them: by decreasing ``x_len + y_len`` (the diagonals
+    a pair runs) when a program holds several pairs of different lengths, so that its loop
+    bounds (the longest of its pairs) waste little; else the batch order."""
+    import torch
+
+    n = x_len.shape[0]
+    if pairs > 1 and n > 0 and bool(((x_len != x_len[0]) | (y_len != y_len[0])).any()):
+        return torch.argsort(-(x_len.to(torch.int64) + y_len), stable=True).to(torch.int32)
+    return torch.arange(n, dtype=torch.int32, device=x_len.device)
+
+
 def _schedule(batch: int, n_pad: int, m_pad: int, device, block, pairs):
     """Choose ``(PAIRS, BLOCK, num_warps)``.
 
@@ -438,7 +452,8 @@ def forward(cost, gamma, x_len, y_len, lo, hi, *, block=None, pairs=None):
     dstart, dend = _diagonal_rows(lo, hi, x_len, n_pad, m_pad)
     p, blk, warps = _schedule(batch, n_pad, m_pad, dev, block, pairs)
     grid = (triton_cdiv(batch, p),)
-    fwd[grid](cost, r, value, aux, x_len, y_len, lo, hi, dstart, dend, _params(gamma, dtype, dev),
+    fwd[grid](cost, r, value, aux, x_len, y_len, lo, hi, dstart, dend, _order(x_len, y_len, p),
+              _params(gamma, dtype, dev),
               batch, n_pad, m_pad, kdim, PAIRS=p, BLOCK=blk, num_warps=warps, enable_fp_fusion=True)
     return value, r, aux
 
@@ -469,7 +484,7 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, *
         scratch = torch.empty((batch, 3, 3, n_pad + 1), dtype=dtype, device=dev)
         grid = (triton_cdiv(batch, p),)
         bwd[grid](r, aux, grad_value, grad, ggam, scratch, x_len, y_len, lo, hi, dstart, dend,
-                  _params(gamma, dtype, dev), batch, n_pad, m_pad, kdim,
+                  _order(x_len, y_len, p), _params(gamma, dtype, dev), batch, n_pad, m_pad, kdim,
                   PAIRS=p, BLOCK=blk, NEED_GAMMA=bool(need_gamma_grad), num_warps=warps,
                   enable_fp_fusion=True)
     return grad, (ggam if need_gamma_grad else None)
