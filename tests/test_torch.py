@@ -415,3 +415,53 @@ def test_different_devices():
     else:  # pragma: no cover
         with pytest.raises(ValueError, match="same device"):
             soft_dtw(torch.zeros(1, 2, 1, device="cuda"), torch.zeros(1, 2, 1), 1.0)
+
+
+# ---------------------------------------------------------------- learnable gamma
+
+
+def test_gamma_tensor_gradcheck(kernel):
+    # d value / d gamma (with the cost gradient, normalize and lengths) against finite differences
+    g = torch.Generator().manual_seed(3)
+    cost = torch.rand(3, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    gamma = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    xl, yl = torch.tensor([5, 2, 4]), torch.tensor([4, 4, 1])
+    assert torch.autograd.gradcheck(lambda c, gm: soft_dtw_from_cost(c, gm, x_lengths=xl, y_lengths=yl),
+                                    (cost, gamma))
+    x = torch.rand(2, 4, 3, dtype=torch.float64, generator=g)
+    y = torch.rand(2, 6, 3, dtype=torch.float64, generator=g)
+    assert torch.autograd.gradcheck(lambda gm: soft_dtw(x, y, gm, normalize=True), (gamma,))
+    # and against the NumPy reference's d value / d gamma
+    c = cost.detach().numpy()
+    _, want = ref.soft_dtw_gamma_grad_from_cost(c, 0.7, x_lengths=xl.numpy(), y_lengths=yl.numpy())
+    (got,) = torch.autograd.grad(soft_dtw_from_cost(cost, gamma, x_lengths=xl, y_lengths=yl).sum(), gamma)
+    np.testing.assert_allclose(got.item(), want.sum(), rtol=1e-10)
+
+
+def test_gamma_parameter_is_learned(kernel):
+    # an nn.Parameter gamma registers with the module and moves under an optimizer
+    gamma = torch.nn.Parameter(torch.tensor(1.0))
+    loss_fn = SoftDTWLossPyTorch(gamma=gamma)
+    assert any(p is gamma for p in loss_fn.parameters())
+    x, y = torch.rand(4, 6, 2), torch.rand(4, 5, 2)
+    opt = torch.optim.SGD([gamma], lr=0.05)
+    loss_fn(x, y).mean().backward()
+    assert gamma.grad is not None and gamma.grad.dtype == torch.float32 and gamma.grad.shape == ()
+    before = gamma.item()
+    opt.step()
+    assert gamma.item() != before
+    # a float32 gamma tensor with float64 series: the gradient keeps gamma's dtype
+    g64 = torch.tensor(0.5, requires_grad=True)
+    soft_dtw(x.double(), y.double(), g64).sum().backward()
+    assert g64.grad.dtype == torch.float32 and torch.isfinite(g64.grad)
+
+
+@pytest.mark.parametrize("gamma,exc", [
+    (torch.tensor([0.5, 1.0]), ValueError), (torch.tensor(1), TypeError),
+    (torch.tensor(-1.0), ValueError), (torch.tensor(float("nan")), ValueError),
+])
+def test_bad_gamma_tensor(gamma, exc):
+    with pytest.raises(exc, match="gamma"):
+        soft_dtw(torch.rand(2, 3, 1), torch.rand(2, 3, 1), gamma)
+    with pytest.raises(exc, match="gamma"):
+        SoftDTWLossPyTorch(gamma=gamma)

@@ -172,8 +172,51 @@ def _unpack(t, lengths, name: str):
     return t, lengths
 
 
-def _value(cost, gamma, x_len, y_len, band):
-    """Soft-DTW of a compute-dtype batch cost (B, N, M) through the custom op."""
+def _check_gamma(gamma) -> tuple[float, torch.Tensor | None]:
+    """``(gamma as a float, the tensor to differentiate or None)``: gamma is a number or a
+    one-element floating tensor (learnable when it requires grad)."""
+    if isinstance(gamma, torch.Tensor):
+        if gamma.numel() != 1:
+            raise ValueError(f"gamma must be a number or a one-element tensor, got shape {tuple(gamma.shape)}")
+        if not gamma.dtype.is_floating_point:
+            raise TypeError(f"gamma must be a floating tensor, got dtype {gamma.dtype}")
+        return spec.check_gamma(float(gamma.detach())), (gamma if gamma.requires_grad else None)
+    return spec.check_gamma(gamma), None
+
+
+class _LearnableGamma(torch.autograd.Function):
+    """The custom op's value with ``gamma`` a tensor that requires grad: the kernels' backward
+    gives ``d value / d gamma`` next to ``d value / d cost`` (the same sweep)."""
+
+    @staticmethod
+    def forward(cost, gamma_t, gamma, x_len, y_len, band_kind, band_param):
+        return sdtw_forward(cost, gamma, x_len, y_len, band_kind, band_param)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, gamma_t, gamma, _, _, _, _ = inputs
+        _, r, aux, xl, yl, lo, hi = output
+        ctx.gamma = gamma
+        ctx.gamma_like = (gamma_t.shape, gamma_t.dtype, gamma_t.device)
+        ctx.save_for_backward(r, aux, xl, yl, lo, hi)
+        ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad_value, *_unused):
+        r, aux, xl, yl, lo, hi = ctx.saved_tensors
+        need_cost, need_gamma = ctx.needs_input_grad[:2]
+        grad_cost, grad_gamma = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, need_gamma)
+        if need_gamma:
+            shape, dtype, device = ctx.gamma_like
+            grad_gamma = grad_gamma.sum().to(dtype=dtype, device=device).reshape(shape)
+        return (grad_cost if need_cost else None), (grad_gamma if need_gamma else None), None, None, None, None, None
+
+
+def _value(cost, gamma, x_len, y_len, band, gamma_t=None):
+    """Soft-DTW of a compute-dtype batch cost (B, N, M) through the custom op (and d / d gamma
+    when ``gamma_t``, the tensor gamma came from, requires grad)."""
+    if gamma_t is not None:
+        return _LearnableGamma.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
     return sdtw_forward(cost, gamma, x_len, y_len, band[0], band[1])[0]
 
 
@@ -236,7 +279,8 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     ----------
     x : Tensor (B, N, D) or (N, D), or a PackedSequence
     y : Tensor (B, M, D) or (M, D), or a PackedSequence; may be an integer tensor
-    gamma : float > 0
+    gamma : float > 0, or a one-element floating tensor
+        A tensor that requires grad gets ``d value / d gamma`` (gamma can be learned).
     normalize : bool
         Soft-DTW divergence ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2``.
     dist_func : callable, optional
@@ -262,7 +306,7 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     y, y_lengths = _unpack(y, y_lengths, "y")
     _check_tensor(x, "x")
     _check_tensor(y, "y")
-    gamma = spec.check_gamma(gamma)
+    gamma, gamma_t = _check_gamma(gamma)
     batched = spec.check_pair_shapes(tuple(x.shape), tuple(y.shape))
     if x.device != y.device:
         raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
@@ -276,12 +320,12 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     yl = _check_lengths(y_lengths, batch, x.device, "y_lengths")
     compute, out = _dtypes(x, y)
     cost = _pair_cost(x, y, dist_func, compute)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band), _bad_pairs(x, y, cost, dist_func, xl, yl))
+    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t), _bad_pairs(x, y, cost, dist_func, xl, yl))
     if normalize:
         cxx = _pair_cost(x, x, dist_func, compute)
         cyy = _pair_cost(y, y, dist_func, compute)
-        vxx = _nan_guard(_value(cxx, gamma, xl, xl, band), _bad_pairs(x, x, cxx, dist_func, xl, xl))
-        vyy = _nan_guard(_value(cyy, gamma, yl, yl, band), _bad_pairs(y, y, cyy, dist_func, yl, yl))
+        vxx = _nan_guard(_value(cxx, gamma, xl, xl, band, gamma_t), _bad_pairs(x, x, cxx, dist_func, xl, xl))
+        vyy = _nan_guard(_value(cyy, gamma, yl, yl, band, gamma_t), _bad_pairs(y, y, cyy, dist_func, yl, yl))
         value = value - (vxx + vyy) / 2
     value = value.to(out)
     return value if batched else value[0]
@@ -289,7 +333,7 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
 
 def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths):
     _check_tensor(cost, "cost")
-    gamma = spec.check_gamma(gamma)
+    gamma, gamma_t = _check_gamma(gamma)
     batched = spec.check_cost_shape(tuple(cost.shape))
     band = _band(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     if not batched:
@@ -299,7 +343,7 @@ def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_ma
     xl = _check_lengths(x_lengths, cost.shape[0], cost.device, "x_lengths")
     yl = _check_lengths(y_lengths, cost.shape[0], cost.device, "y_lengths")
     compute, out = _dtypes(cost)
-    return cost.to(compute), gamma, batched, band, xl, yl, out
+    return cost.to(compute), (gamma, gamma_t), batched, band, xl, yl, out
 
 
 def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sakoe_chiba_radius=None,
@@ -312,9 +356,9 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
     >>> soft_dtw_from_cost(torch.tensor([[1.0, 2.0], [3.0, 1.0]]), gamma=1e-3)
     tensor(2.)
     """
-    cost, gamma, batched, band, xl, yl, out = _prepare_cost(
+    cost, (gamma, gamma_t), batched, band, xl, yl, out = _prepare_cost(
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band), _bad_cost(cost, xl, yl)).to(out)
+    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t), _bad_cost(cost, xl, yl)).to(out)
     return value if batched else value[0]
 
 
@@ -332,7 +376,7 @@ def soft_dtw_alignment_from_cost(cost, gamma: float = 1.0, *, global_constraint=
     tensor([[1., 0.],
             [0., 1.]])
     """
-    cost, gamma, batched, band, xl, yl, out = _prepare_cost(
+    cost, (gamma, _), batched, band, xl, yl, out = _prepare_cost(
         cost.detach(), gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
     value, r, aux, xl_, yl_, lo, hi = sdtw_forward(cost, gamma, xl, yl, band[0], band[1])
     alignment, _ = sdtw_backward(r, aux, gamma, xl_, yl_, lo, hi, torch.ones_like(value), False)
@@ -380,7 +424,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     Parameters
     ----------
     gamma : float
-        Regularization parameter, > 0. Lower is closer to DTW.
+        Regularization parameter, > 0. Lower is closer to DTW. May be a one-element
+        tensor, e.g. an ``nn.Parameter`` (registered with the module) to learn gamma.
     normalize : bool
         Use the soft-DTW divergence. Default False.
     dist_func : callable, optional
@@ -429,7 +474,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     def __init__(self, gamma: float = 1.0, normalize: bool = False, dist_func: Callable | None = None,
                  global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None):
         super().__init__()
-        self.gamma = spec.check_gamma(gamma)
+        self.gamma = gamma if isinstance(gamma, torch.Tensor) else spec.check_gamma(gamma)
+        _check_gamma(self.gamma)
         spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
         self.normalize = normalize
         self.dist_func = dist_func
