@@ -465,3 +465,54 @@ def test_bad_gamma_tensor(gamma, exc):
         soft_dtw(torch.rand(2, 3, 1), torch.rand(2, 3, 1), gamma)
     with pytest.raises(exc, match="gamma"):
         SoftDTWLossPyTorch(gamma=gamma)
+
+
+# ---------------------------------------------------------------- second order
+
+
+def test_double_backward_gradgradcheck():
+    # float64, second_order=True: gradgradcheck for the cost matrix (with a band and lengths) and
+    # for x and y through the default squared-Euclidean cost (with normalize)
+    g = torch.Generator().manual_seed(4)
+    cost = torch.rand(2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    xl, yl = torch.tensor([5, 3]), torch.tensor([4, 2])
+    for kw in ({}, dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=1, x_lengths=xl, y_lengths=yl)):
+        assert torch.autograd.gradgradcheck(lambda c: soft_dtw_from_cost(c, 0.8, second_order=True, **kw), (cost,))
+    x = torch.rand(2, 4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(2, 3, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda a, b: soft_dtw(a, b, 0.5, second_order=True, normalize=True), (x, y))
+    loss = SoftDTWLossPyTorch(gamma=0.5, second_order=True)
+    assert torch.autograd.gradgradcheck(lambda a, b: loss(a, b), (x, y))
+
+
+def test_hessian_vector_product_against_finite_differences():
+    # H v from double backward equals the central difference of the gradient along v
+    g = torch.Generator().manual_seed(5)
+    cost = torch.rand(3, 6, 5, dtype=torch.float64, generator=g) * 3
+    v = torch.randn(cost.shape, dtype=torch.float64, generator=g)
+
+    def grad_at(c):
+        c = c.clone().requires_grad_()
+        (gc,) = torch.autograd.grad(soft_dtw_from_cost(c, 0.3, second_order=True).sum(), c, create_graph=True)
+        return c, gc
+
+    c, gc = grad_at(cost)
+    (hv,) = torch.autograd.grad(gc, c, v)
+    eps = 1e-5
+    fd = (grad_at(cost + eps * v)[1] - grad_at(cost - eps * v)[1]) / (2 * eps)
+    torch.testing.assert_close(hv, fd.detach(), rtol=1e-6, atol=1e-8)
+    # and the first-order gradient equals the default path's
+    c0 = cost.clone().requires_grad_()
+    soft_dtw_from_cost(c0, 0.3).sum().backward()
+    torch.testing.assert_close(gc.detach(), c0.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_second_order_with_learnable_gamma_is_refused():
+    with pytest.raises(ValueError, match="second_order"):
+        soft_dtw_from_cost(torch.rand(2, 3, 3), torch.tensor(0.5, requires_grad=True), second_order=True)
+
+
+def test_create_graph_without_second_order_warns():
+    c = torch.rand(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.warns(UserWarning, match="second_order"):
+        torch.autograd.grad(soft_dtw_from_cost(c, 0.5).sum(), c, create_graph=True)

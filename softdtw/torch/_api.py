@@ -11,7 +11,8 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .. import spec
-from ._ops import BAND_KINDS, sdtw_backward, sdtw_forward
+from . import _pure
+from ._ops import BAND_KINDS, sdtw_backward, sdtw_forward, warn_first_order
 
 __all__ = [
     "SoftDTWLossPyTorch",
@@ -203,6 +204,7 @@ class _LearnableGamma(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
+        warn_first_order()
         r, aux, xl, yl, lo, hi = ctx.saved_tensors
         need_cost, need_gamma = ctx.needs_input_grad[:2]
         grad_cost, grad_gamma = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, need_gamma)
@@ -212,9 +214,43 @@ class _LearnableGamma(torch.autograd.Function):
         return (grad_cost if need_cost else None), (grad_gamma if need_gamma else None), None, None, None, None, None
 
 
-def _value(cost, gamma, x_len, y_len, band, gamma_t=None):
+class _SecondOrder(torch.autograd.Function):
+    """The custom op's value, differentiable twice (``second_order=True``): it keeps the cost
+    next to ``R``, and a backward under ``create_graph=True`` recomputes ``R`` and the alignment
+    with the pure-torch path (the spec's steps, O(B N M)) so that autograd differentiates them
+    again: Hessian-vector products cost a few passes over the DP, as the first order does."""
+
+    @staticmethod
+    def forward(cost, gamma, x_len, y_len, band_kind, band_param):
+        return sdtw_forward(cost, gamma, x_len, y_len, band_kind, band_param)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        cost, gamma = inputs[:2]
+        _, r, aux, xl, yl, lo, hi = output
+        ctx.gamma = gamma
+        ctx.save_for_backward(cost, r, aux, xl, yl, lo, hi)
+        ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad_value, *_unused):
+        cost, r, aux, xl, yl, lo, hi = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a backward autograd can differentiate
+            _, r_pure, _ = _pure.forward(cost, ctx.gamma, xl, yl, lo, hi)
+            grad_cost, _ = _pure.backward(r_pure, None, ctx.gamma, xl, yl, lo, hi, grad_value, False)
+        else:
+            grad_cost, _ = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, False)
+        return grad_cost, None, None, None, None, None
+
+
+def _value(cost, gamma, x_len, y_len, band, gamma_t=None, second_order=False):
     """Soft-DTW of a compute-dtype batch cost (B, N, M) through the custom op (and d / d gamma
-    when ``gamma_t``, the tensor gamma came from, requires grad)."""
+    when ``gamma_t``, the tensor gamma came from, requires grad; twice differentiable when
+    ``second_order``)."""
+    if second_order:
+        if gamma_t is not None:
+            raise ValueError("second_order=True takes gamma as a number (or a tensor that does not require grad)")
+        return _SecondOrder.apply(cost, gamma, x_len, y_len, band[0], band[1])[0]
     if gamma_t is not None:
         return _LearnableGamma.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
     return sdtw_forward(cost, gamma, x_len, y_len, band[0], band[1])[0]
@@ -267,7 +303,7 @@ def _pair_cost(x, y, dist_func, compute_dtype):
 
 def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Callable | None = None,
              global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
-             x_lengths=None, y_lengths=None) -> torch.Tensor:
+             x_lengths=None, y_lengths=None, second_order: bool = False) -> torch.Tensor:
     r"""Soft-DTW between batches of series (or its divergence), differentiable by autograd.
 
     .. math::
@@ -290,6 +326,10 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
         Band constraint (tslearn 0.10 semantics, see docs/algorithm.md).
     x_lengths, y_lengths : int Tensor (B,), optional
         Per-pair lengths of padded batches.
+    second_order : bool
+        Make the gradient differentiable (``create_graph=True``: double backward,
+        Hessian-vector products). Keeps the cost matrix for the backward (one more float per
+        cell) and differentiates a pure-torch recomputation there; off by default.
 
     Returns
     -------
@@ -320,12 +360,13 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     yl = _check_lengths(y_lengths, batch, x.device, "y_lengths")
     compute, out = _dtypes(x, y)
     cost = _pair_cost(x, y, dist_func, compute)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t), _bad_pairs(x, y, cost, dist_func, xl, yl))
+    so = bool(second_order)
+    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t, so), _bad_pairs(x, y, cost, dist_func, xl, yl))
     if normalize:
         cxx = _pair_cost(x, x, dist_func, compute)
         cyy = _pair_cost(y, y, dist_func, compute)
-        vxx = _nan_guard(_value(cxx, gamma, xl, xl, band, gamma_t), _bad_pairs(x, x, cxx, dist_func, xl, xl))
-        vyy = _nan_guard(_value(cyy, gamma, yl, yl, band, gamma_t), _bad_pairs(y, y, cyy, dist_func, yl, yl))
+        vxx = _nan_guard(_value(cxx, gamma, xl, xl, band, gamma_t, so), _bad_pairs(x, x, cxx, dist_func, xl, xl))
+        vyy = _nan_guard(_value(cyy, gamma, yl, yl, band, gamma_t, so), _bad_pairs(y, y, cyy, dist_func, yl, yl))
         value = value - (vxx + vyy) / 2
     value = value.to(out)
     return value if batched else value[0]
@@ -347,8 +388,10 @@ def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_ma
 
 
 def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sakoe_chiba_radius=None,
-                       itakura_max_slope=None, x_lengths=None, y_lengths=None) -> torch.Tensor:
-    """Soft-DTW of a cost matrix ``(B, N, M)`` (or ``(N, M)``), differentiable in ``cost``.
+                       itakura_max_slope=None, x_lengths=None, y_lengths=None,
+                       second_order: bool = False) -> torch.Tensor:
+    """Soft-DTW of a cost matrix ``(B, N, M)`` (or ``(N, M)``), differentiable in ``cost``
+    (twice with ``second_order=True``, see :func:`soft_dtw`).
 
     Examples
     --------
@@ -358,7 +401,8 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
     """
     cost, (gamma, gamma_t), batched, band, xl, yl, out = _prepare_cost(
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t), _bad_cost(cost, xl, yl)).to(out)
+    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t, bool(second_order)),
+                       _bad_cost(cost, xl, yl)).to(out)
     return value if batched else value[0]
 
 
@@ -434,6 +478,9 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     global_constraint : {"sakoe_chiba", "itakura"} or None
     sakoe_chiba_radius : int, optional (default 1 when the band is "sakoe_chiba")
     itakura_max_slope : float, optional (default 2 when the band is "itakura")
+    second_order : bool
+        Differentiable gradients (double backward, Hessian-vector products); see
+        :func:`soft_dtw`. Default False.
 
     Examples
     --------
@@ -472,7 +519,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     """
 
     def __init__(self, gamma: float = 1.0, normalize: bool = False, dist_func: Callable | None = None,
-                 global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None):
+                 global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
+                 second_order: bool = False):
         super().__init__()
         self.gamma = gamma if isinstance(gamma, torch.Tensor) else spec.check_gamma(gamma)
         _check_gamma(self.gamma)
@@ -482,12 +530,14 @@ class SoftDTWLossPyTorch(torch.nn.Module):
         self.global_constraint = global_constraint
         self.sakoe_chiba_radius = sakoe_chiba_radius
         self.itakura_max_slope = itakura_max_slope
+        self.second_order = second_order
 
     def forward(self, x, y, x_lengths=None, y_lengths=None) -> torch.Tensor:
         """Per-pair losses (B,) for x (B, N, D) and y (B, M, D); no reduction."""
         return soft_dtw(x, y, self.gamma, normalize=self.normalize, dist_func=self.dist_func,
                         global_constraint=self.global_constraint, sakoe_chiba_radius=self.sakoe_chiba_radius,
-                        itakura_max_slope=self.itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
+                        itakura_max_slope=self.itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths,
+                        second_order=self.second_order)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, normalize={self.normalize}"

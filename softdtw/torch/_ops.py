@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -163,7 +164,15 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
 
 
+def warn_first_order():
+    """Under ``create_graph=True`` the kernels' gradient is returned as a constant (no graph)."""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        warnings.warn("soft-DTW's gradient is not differentiable unless second_order=True: under "
+                      "create_graph=True it enters the graph as a constant", stacklevel=3)
+
+
 def _backward(ctx, grad_value, *_unused):
+    warn_first_order()
     r, aux, xl, yl, lo, hi = ctx.saved_tensors
     grad_cost, _ = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, False)
     return grad_cost, None, None, None, None, None
