@@ -229,19 +229,49 @@ def _sakoe_chiba_mask(n: int, m: int, radius: int) -> np.ndarray:
     return (j >= i - radius) & (j <= i + (m - n) + radius)
 
 
-def _itakura_mask(n: int, m: int, max_slope: float) -> np.ndarray:
+def _itakura_rows(n: int, m: int, max_slope: float) -> tuple[np.ndarray, np.ndarray]:
     # tslearn 0.10: a parallelogram with slopes in [1/max_slope, max_slope] (scaled by n/m)
-    # from (0, 0) and into (n-1, m-1); bounds rounded to 2 decimals, then ceil/floor.
+    # from (0, 0) and into (n-1, m-1); bounds rounded to 2 decimals, then ceil/floor. Column j
+    # keeps the rows lower[j] <= i < upper[j] (both non-decreasing in j).
     min_slope = 1.0 / float(max_slope)
     max_s = float(max_slope) * (float(n) / float(m))
     min_s = min_slope * (float(n) / float(m))
     j = np.arange(m, dtype=np.float64)
     lower = np.maximum(np.round(min_s * j, 2), np.round((n - 1) - max_s * (m - 1) + max_s * j, 2))
     upper = np.minimum(np.round(max_s * j, 2), np.round((n - 1) - min_s * (m - 1) + min_s * j, 2))
-    lower = np.ceil(lower)
-    upper = np.floor(upper + 1)
+    return np.ceil(lower), np.floor(upper + 1)
+
+
+def _itakura_mask(n: int, m: int, max_slope: float) -> np.ndarray:
+    lower, upper = _itakura_rows(n, m, max_slope)
     i = np.arange(n)[:, None]
     return (i >= lower[None, :]) & (i < upper[None, :])
+
+
+def row_bounds(n: int, m: int, constraint: Constraint = Constraint(None, None)) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` int64 ``(n,)``: row ``i`` of :func:`band_mask` is ``lo[i] <= j < hi[i]``.
+
+    O(n + m), with no ``(n, m)`` mask (long series: N = M = 32768 has 10^9 cells). Raises as
+    :func:`band_mask` does when the band leaves no admissible path.
+    """
+    i = np.arange(n, dtype=np.int64)
+    if constraint.kind is None:
+        return np.zeros(n, np.int64), np.full(n, m, np.int64)
+    if constraint.kind == "sakoe_chiba":
+        r = int(constraint.param)
+        if n > m:  # i - (n - m) - r <= j <= i + r
+            return np.clip(i - (n - m) - r, 0, m), np.clip(i + r + 1, 0, m)
+        return np.clip(i - r, 0, m), np.clip(i + (m - n) + r + 1, 0, m)  # i - r <= j <= i + (m - n) + r
+    lower, upper = _itakura_rows(n, m, constraint.param)
+    lo = np.searchsorted(upper, i, side="right")  # the first column with upper > i
+    hi = np.searchsorted(lower, i, side="right")  # the columns with lower <= i
+    cols_ok = np.maximum(lower, 0) < np.minimum(upper, n)
+    if not ((hi > lo).all() and cols_ok.all()):
+        raise ValueError(
+            f"itakura_max_slope={constraint.param} leaves no admissible path for series of "
+            f"lengths {n} and {m}; use a larger slope"
+        )
+    return lo.astype(np.int64), hi.astype(np.int64)
 
 
 def band_mask(n: int, m: int, constraint: Constraint = Constraint(None, None)) -> np.ndarray:
@@ -432,13 +462,16 @@ def band_bounds(n_pad: int, m_pad: int, x_lengths: np.ndarray, y_lengths: np.nda
 
     Row ``i`` of pair ``b`` uses the columns ``lo[b, i] <= j < hi[b, i]``; rows at or beyond
     ``x_lengths[b]`` are empty (``lo == hi == 0``). Every band of this module is contiguous in
-    each row, so this is the compact form that kernels take instead of a ``(B, N, M)`` mask.
+    each row, so this is the compact form that kernels take instead of a ``(B, N, M)`` mask;
+    it is computed in O(B N) (:func:`row_bounds`), never through the mask.
     """
-    valid = valid_cells(n_pad, m_pad, x_lengths, y_lengths, constraint)
-    any_ = valid.any(axis=2)
-    lo = np.where(any_, valid.argmax(axis=2), 0)
-    hi = np.where(any_, m_pad - valid[:, :, ::-1].argmax(axis=2), 0)
-    cols = np.arange(m_pad)
-    contiguous = ((cols >= lo[..., None]) & (cols < hi[..., None])) == valid
-    assert contiguous.all(), "band is not contiguous in every row"
-    return lo.astype(np.int32), hi.astype(np.int32)
+    batch = len(x_lengths)
+    lo = np.zeros((batch, n_pad), np.int32)
+    hi = np.zeros((batch, n_pad), np.int32)
+    cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for b in range(batch):
+        n, m = int(x_lengths[b]), int(y_lengths[b])
+        if (n, m) not in cache:
+            cache[(n, m)] = row_bounds(n, m, constraint)
+        lo[b, :n], hi[b, :n] = cache[(n, m)]
+    return lo, hi

@@ -9,7 +9,18 @@ if importlib.util.find_spec("torch") is not None:
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+
+@pytest.fixture(params=["default", "pure"])
+def kernel(request, monkeypatch):
+    """Run a torch test with the device's default kernel and with the pure-torch path."""
+    if request.param == "pure":
+        monkeypatch.setenv("SOFTDTW_KERNEL", "pure")
+    else:
+        monkeypatch.delenv("SOFTDTW_KERNEL", raising=False)
+    return request.param
 
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=40, print_blob=True,

@@ -58,3 +58,22 @@ def test_constraint_inference():
     assert spec.check_constraint("itakura", 5, 3.0) == ("itakura", 3.0)
     with pytest.raises(ValueError, match="global_constraint"):
         spec.check_constraint(None, 2, 3.0)
+
+
+def test_row_bounds_are_the_mask_rows():
+    # the O(n + m) bounds equal the rows of the (n, m) masks (tslearn's definitions)
+    rng = np.random.default_rng(7)
+    constraints = [spec.Constraint(None, None)] + [spec.Constraint("sakoe_chiba", float(r)) for r in (0, 1, 3, 40)] + [
+        spec.Constraint("itakura", s) for s in (1.5, 2.0, 3.0, 7.5)]
+    for _ in range(60):
+        n, m = (int(v) for v in rng.integers(1, 40, 2))
+        for c in constraints:
+            try:
+                mask = spec.band_mask(n, m, c)
+            except ValueError:
+                with pytest.raises(ValueError, match="itakura"):
+                    spec.row_bounds(n, m, c)
+                continue
+            lo, hi = spec.row_bounds(n, m, c)
+            cols = np.arange(m)
+            np.testing.assert_array_equal((cols >= lo[:, None]) & (cols < hi[:, None]), mask, err_msg=f"{n} {m} {c}")

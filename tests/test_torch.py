@@ -25,16 +25,6 @@ from softdtw.torch import (
 from softdtw.torch import _ops
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-KERNELS = ["default", "pure"]
-
-
-@pytest.fixture(params=KERNELS)
-def kernel(request, monkeypatch):
-    if request.param == "pure":
-        monkeypatch.setenv("SOFTDTW_KERNEL", "pure")
-    else:
-        monkeypatch.delenv("SOFTDTW_KERNEL", raising=False)
-    return request.param
 
 
 def rel_err(a, b):

@@ -11,7 +11,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .. import spec
-from . import _pure
+from . import _checkpoint, _ops, _pure
 from ._ops import BAND_KINDS, sdtw_backward, sdtw_forward, warn_first_order
 
 __all__ = [
@@ -243,14 +243,43 @@ class _SecondOrder(torch.autograd.Function):
         return grad_cost, None, None, None, None, None
 
 
-def _value(cost, gamma, x_len, y_len, band, gamma_t=None, second_order=False):
+MEMORY_MODES = ("full", "checkpoint")
+
+
+def _mode(memory, second_order, gamma_t) -> str:
+    """``"full"``, ``"second_order"`` or ``"checkpoint"``, from the user's options."""
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"memory must be one of {MEMORY_MODES}, got {memory!r}")
+    if second_order and memory == "checkpoint":
+        raise ValueError("second_order=True and memory='checkpoint' do not combine")
+    if (second_order or memory == "checkpoint") and gamma_t is not None:
+        raise ValueError("second_order=True and memory='checkpoint' take gamma as a number "
+                         "(or a tensor that does not require grad)")
+    return "second_order" if second_order else memory
+
+
+def _checkpoint_value(x, y, cost, gamma, x_len, y_len, band):
+    """Values through the checkpointed sweep (:mod:`softdtw.torch._checkpoint`): of the squared
+    Euclidean cost of ``x``, ``y`` (never formed) when ``cost`` is None, else of ``cost``."""
+    ref = x if cost is None else cost
+    batch, n = ref.shape[0], ref.shape[1]
+    m = y.shape[1] if cost is None else cost.shape[2]
+    lo_np, hi_np = _ops._bounds(batch, n, m, x_len, y_len, band[0], band[1])
+    dev = ref.device
+    xl, yl = _ops._lengths(x_len, batch, n, dev), _ops._lengths(y_len, batch, m, dev)
+    lo, hi = torch.tensor(lo_np, device=dev), torch.tensor(hi_np, device=dev)
+    return _checkpoint.SoftDTWCheckpoint.apply(x, y, cost, gamma, xl, yl, lo, hi,
+                                               _checkpoint.segment_length(n, m))
+
+
+def _value(cost, gamma, x_len, y_len, band, gamma_t=None, mode="full"):
     """Soft-DTW of a compute-dtype batch cost (B, N, M) through the custom op (and d / d gamma
-    when ``gamma_t``, the tensor gamma came from, requires grad; twice differentiable when
-    ``second_order``)."""
-    if second_order:
-        if gamma_t is not None:
-            raise ValueError("second_order=True takes gamma as a number (or a tensor that does not require grad)")
+    when ``gamma_t``, the tensor gamma came from, requires grad); twice differentiable in mode
+    ``"second_order"``, with the checkpointed backward in mode ``"checkpoint"``."""
+    if mode == "second_order":
         return _SecondOrder.apply(cost, gamma, x_len, y_len, band[0], band[1])[0]
+    if mode == "checkpoint":
+        return _checkpoint_value(None, None, cost, gamma, x_len, y_len, band)
     if gamma_t is not None:
         return _LearnableGamma.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
     return sdtw_forward(cost, gamma, x_len, y_len, band[0], band[1])[0]
@@ -303,7 +332,7 @@ def _pair_cost(x, y, dist_func, compute_dtype):
 
 def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Callable | None = None,
              global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
-             x_lengths=None, y_lengths=None, second_order: bool = False) -> torch.Tensor:
+             x_lengths=None, y_lengths=None, second_order: bool = False, memory: str = "full") -> torch.Tensor:
     r"""Soft-DTW between batches of series (or its divergence), differentiable by autograd.
 
     .. math::
@@ -330,6 +359,12 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
         Make the gradient differentiable (``create_graph=True``: double backward,
         Hessian-vector products). Keeps the cost matrix for the backward (one more float per
         cell) and differentiates a pure-torch recomputation there; off by default.
+    memory : {"full", "checkpoint"}
+        ``"checkpoint"`` keeps only every ``sqrt(N + M)``-th pair of DP diagonals and
+        recomputes the rest in the backward: O(B sqrt(N + M) N) memory instead of O(B N M),
+        and with the default cost no cost matrix either (N = M = 32768 fits in a few hundred
+        MB). The same values as ``"full"`` to rounding, computed by the slower pure-torch
+        sweep (one group of torch operations per diagonal).
 
     Returns
     -------
@@ -359,15 +394,18 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     xl = _check_lengths(x_lengths, batch, x.device, "x_lengths")
     yl = _check_lengths(y_lengths, batch, x.device, "y_lengths")
     compute, out = _dtypes(x, y)
-    cost = _pair_cost(x, y, dist_func, compute)
-    so = bool(second_order)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t, so), _bad_pairs(x, y, cost, dist_func, xl, yl))
+    mode = _mode(memory, second_order, gamma_t)
+
+    def pair_value(a, b, al, bl):
+        if mode == "checkpoint" and dist_func is None:  # no cost matrix at all
+            v = _checkpoint_value(a.to(compute), b.to(compute), None, gamma, al, bl, band)
+            return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
+        cost = _pair_cost(a, b, dist_func, compute)
+        return _nan_guard(_value(cost, gamma, al, bl, band, gamma_t, mode), _bad_pairs(a, b, cost, dist_func, al, bl))
+
+    value = pair_value(x, y, xl, yl)
     if normalize:
-        cxx = _pair_cost(x, x, dist_func, compute)
-        cyy = _pair_cost(y, y, dist_func, compute)
-        vxx = _nan_guard(_value(cxx, gamma, xl, xl, band, gamma_t, so), _bad_pairs(x, x, cxx, dist_func, xl, xl))
-        vyy = _nan_guard(_value(cyy, gamma, yl, yl, band, gamma_t, so), _bad_pairs(y, y, cyy, dist_func, yl, yl))
-        value = value - (vxx + vyy) / 2
+        value = value - (pair_value(x, x, xl, xl) + pair_value(y, y, yl, yl)) / 2
     value = value.to(out)
     return value if batched else value[0]
 
@@ -389,9 +427,9 @@ def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_ma
 
 def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                        itakura_max_slope=None, x_lengths=None, y_lengths=None,
-                       second_order: bool = False) -> torch.Tensor:
+                       second_order: bool = False, memory: str = "full") -> torch.Tensor:
     """Soft-DTW of a cost matrix ``(B, N, M)`` (or ``(N, M)``), differentiable in ``cost``
-    (twice with ``second_order=True``, see :func:`soft_dtw`).
+    (twice with ``second_order=True``; ``memory="checkpoint"``: see :func:`soft_dtw`).
 
     Examples
     --------
@@ -401,7 +439,7 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
     """
     cost, (gamma, gamma_t), batched, band, xl, yl, out = _prepare_cost(
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t, bool(second_order)),
+    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t, _mode(memory, second_order, gamma_t)),
                        _bad_cost(cost, xl, yl)).to(out)
     return value if batched else value[0]
 
@@ -481,6 +519,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     second_order : bool
         Differentiable gradients (double backward, Hessian-vector products); see
         :func:`soft_dtw`. Default False.
+    memory : {"full", "checkpoint"}
+        ``"checkpoint"``: the low-memory backward of :func:`soft_dtw`. Default "full".
 
     Examples
     --------
@@ -520,7 +560,7 @@ class SoftDTWLossPyTorch(torch.nn.Module):
 
     def __init__(self, gamma: float = 1.0, normalize: bool = False, dist_func: Callable | None = None,
                  global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
-                 second_order: bool = False):
+                 second_order: bool = False, memory: str = "full"):
         super().__init__()
         self.gamma = gamma if isinstance(gamma, torch.Tensor) else spec.check_gamma(gamma)
         _check_gamma(self.gamma)
@@ -531,13 +571,15 @@ class SoftDTWLossPyTorch(torch.nn.Module):
         self.sakoe_chiba_radius = sakoe_chiba_radius
         self.itakura_max_slope = itakura_max_slope
         self.second_order = second_order
+        self.memory = memory
+        _mode(memory, second_order, None)
 
     def forward(self, x, y, x_lengths=None, y_lengths=None) -> torch.Tensor:
         """Per-pair losses (B,) for x (B, N, D) and y (B, M, D); no reduction."""
         return soft_dtw(x, y, self.gamma, normalize=self.normalize, dist_func=self.dist_func,
                         global_constraint=self.global_constraint, sakoe_chiba_radius=self.sakoe_chiba_radius,
                         itakura_max_slope=self.itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths,
-                        second_order=self.second_order)
+                        second_order=self.second_order, memory=self.memory)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, normalize={self.normalize}"

@@ -1,0 +1,115 @@
+"""``memory="checkpoint"`` (softdtw.torch._checkpoint): the same numbers as the default path,
+independent of the segment length, with bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+from softdtw import spec
+from softdtw.torch import SoftDTWLossPyTorch, soft_dtw, soft_dtw_from_cost, sqeuclidean_cost
+from softdtw.torch import _checkpoint
+
+# the ``kernel`` fixture (tests/conftest.py): the CPU kernel, and the sweep other devices run
+
+
+CASES = [
+    {},
+    dict(normalize=True),
+    dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=2),
+    dict(global_constraint="itakura", itakura_max_slope=2.0),
+    dict(x_lengths=torch.tensor([9, 4, 6]), y_lengths=torch.tensor([7, 7, 2])),
+    dict(dist_func=sqeuclidean_cost, normalize=True),
+]
+
+
+@pytest.mark.parametrize("kw", CASES, ids=range(len(CASES)))
+def test_same_values_and_gradients_as_default(kernel, kw):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 9, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(3, 7, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    gv = torch.rand(3, dtype=torch.float64, generator=g)
+    want = soft_dtw(x, y, 0.4, **kw)
+    wx, wy = torch.autograd.grad(want, (x, y), gv)
+    got = soft_dtw(x, y, 0.4, memory="checkpoint", **kw)
+    gx, gy = torch.autograd.grad(got, (x, y), gv)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gx, wx, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gy, wy, rtol=1e-10, atol=1e-12)
+
+
+def test_cost_matrix_module_and_float32(kernel):
+    g = torch.Generator().manual_seed(1)
+    cost = torch.rand(2, 8, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    want = soft_dtw_from_cost(cost, 0.5)
+    (wc,) = torch.autograd.grad(want.sum(), cost)
+    got = soft_dtw_from_cost(cost, 0.5, memory="checkpoint")
+    (gc,) = torch.autograd.grad(got.sum(), cost)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gc, wc, rtol=1e-10, atol=1e-12)
+    x = torch.rand(2, 8, 2, generator=g, requires_grad=True)
+    y = torch.rand(2, 5, 2, generator=g)
+    loss = SoftDTWLossPyTorch(gamma=0.5, memory="checkpoint")
+    v = loss(x, y)
+    assert v.dtype == torch.float32
+    v.sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    ref = soft_dtw(x64, y.double(), 0.5)
+    ref.sum().backward()
+    torch.testing.assert_close(v.double(), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_diagonal_sweep_does_not_depend_on_segment_length():
+    # the pure-torch sweep (other devices): any segment length, the same numbers to the last bit
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 10, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(2, 8, 2, dtype=torch.float64, generator=g)
+    xl, yl = torch.tensor([10, 6], dtype=torch.int32), torch.tensor([8, 3], dtype=torch.int32)
+    lo, hi = (torch.tensor(a) for a in spec.band_bounds(10, 8, xl.numpy(), yl.numpy(), spec.Constraint(None, None)))
+    outs = []
+    for seg in (2, 3, 7, 18):
+        diags = _checkpoint._Diagonals(x.detach(), y, None, lo, hi)
+        value, ckpts = _checkpoint.forward(diags, 0.6, xl, yl, seg)
+        assert len(ckpts) == len(range(1, 10 + 8 + 1, seg))
+        grads = [torch.zeros_like(x), torch.zeros_like(y)]
+        _checkpoint.backward(diags, 0.6, xl, yl, ckpts, seg, torch.ones(2, dtype=torch.float64), grads, False)
+        outs.append((value, *grads))
+    for o in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(o, outs[0]))
+    torch.testing.assert_close(outs[0][0], soft_dtw(x, y, 0.6, x_lengths=xl, y_lengths=yl).detach(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_memory_is_bounded():
+    # numba path: everything it allocates is NumPy (traced by tracemalloc). The default path
+    # holds B N M numbers (R) besides the cost; the checkpointed one O(B sqrt(N) M).
+    B, N, D = 2, 1024, 1
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(B, N, D, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(B, N, D, dtype=torch.float64, generator=g)
+    soft_dtw(x[:, :16], y[:, :16], 1.0, memory="checkpoint").sum().backward()  # compile / load first
+    tracemalloc.start()
+    try:
+        soft_dtw(x, y, 1.0, memory="checkpoint").sum().backward()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    full = B * N * N * 8
+    assert peak < full / 10, (peak, full)
+    assert torch.isfinite(x.grad).all()
+
+
+def test_bad_options():
+    x, y = torch.rand(2, 3, 1), torch.rand(2, 4, 1)
+    with pytest.raises(ValueError, match="memory"):
+        soft_dtw(x, y, 1.0, memory="low")
+    with pytest.raises(ValueError, match="second_order"):
+        soft_dtw(x, y, 1.0, memory="checkpoint", second_order=True)
+    with pytest.raises(ValueError, match="memory"):
+        SoftDTWLossPyTorch(memory="tiny")
+    with pytest.raises(ValueError, match="checkpoint"):
+        soft_dtw(x, y, torch.tensor(1.0, requires_grad=True), memory="checkpoint")
