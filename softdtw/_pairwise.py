@@ -17,14 +17,20 @@ from typing import Iterator
 
 import numpy as np
 
+from . import spec
+
 __all__ = [
     "CELLS_PER_CHUNK",
     "PairPlan",
+    "check_barycenter_args",
     "check_chunk_size",
+    "check_init_shape",
     "check_dataset_shapes",
     "check_max_iter",
     "check_tol",
     "check_weights",
+    "fill",
+    "pairwise_matrix",
     "progress_bar",
     "require_scipy",
 ]
@@ -95,6 +101,52 @@ class PairPlan:
             yield self.pairs(start, min(start + self.chunk_size, self.total))
 
 
+def fill(plan: PairPlan, values, out, bar, index=None):
+    """Write the values of the plan's pairs into ``out`` (NumPy array or torch tensor), in place.
+
+    ``values(i, j)`` returns the values of the pairs ``(i[p], j[p])`` of one chunk (``index``, if
+    given, first converts the NumPy index arrays, e.g. to tensors). A ``"triangle"`` plan also
+    writes the mirrored entries; a ``"diagonal"`` plan fills a vector ``out[i]``.
+    """
+    for ii, jj in plan.chunks():
+        i, j = (ii, jj) if index is None else (index(ii), index(jj))
+        v = values(i, j)
+        if plan.kind == "diagonal":
+            out[i] = v
+        else:
+            out[i, j] = v
+            if plan.kind == "triangle":
+                out[j, i] = v
+        bar.update(len(ii))
+    return out
+
+
+def pairwise_matrix(n: int, m: int, *, symmetric: bool, normalize: bool, chunk_size: int, progress: bool,
+                    run, diagonal):
+    r"""The driver of every ``cdist_soft_dtw``: plans, progress bar, divergence.
+
+    ``run(plan, which, bar)`` returns the ``(n, m)`` matrix of a ``"cross"``/``"triangle"`` plan
+    (``which == 0``) or the self values of a ``"diagonal"`` plan over the first (``which == 1``)
+    or second (``which == 2``) dataset. ``diagonal(out)`` returns a copy of the matrix diagonal.
+    With ``normalize`` the result is ``out - (sx[:, None] + sy[None, :]) / 2``, formed in place
+    where the array type allows (no second ``(n, m)`` array).
+    """
+    plan = PairPlan("triangle" if symmetric else "cross", n, m, chunk_size)
+    selfs = [] if (symmetric or not normalize) else [PairPlan("diagonal", k, k, chunk_size) for k in (n, m)]
+    bar = progress_bar(progress, plan.total + sum(p.total for p in selfs), "cdist_soft_dtw")
+    try:
+        out = run(plan, 0, bar)
+        if normalize:
+            sx = sy = diagonal(out) if symmetric else None
+            if not symmetric:
+                sx, sy = run(selfs[0], 1, bar), run(selfs[1], 2, bar)
+            out -= sx[:, None] / 2  # v - v/2 - v/2 is exactly 0: the diagonal of a divergence
+            out -= sy[None, :] / 2
+    finally:
+        bar.close()
+    return out
+
+
 def check_dataset_shapes(x_shape: tuple, y_shape: tuple | None, *, x_name: str = "X",
                          y_name: str = "Y") -> None:
     """Datasets are ``(n, length, D)``: 3 dimensions, series of length >= 1, D >= 1, same D."""
@@ -131,6 +183,21 @@ def check_weights(weights, n: int) -> np.ndarray:
     return w
 
 
+def check_barycenter_args(shape: tuple, max_iter, tol, global_constraint=None, sakoe_chiba_radius=None,
+                          itakura_max_slope=None) -> tuple[int, float]:
+    """Validate the arguments of a barycenter (not gamma, weights, init); returns ``(max_iter, tol)``."""
+    check_dataset_shapes(shape, None)
+    if shape[0] < 1:
+        raise ValueError("X must hold at least one series")
+    spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    return check_max_iter(max_iter), check_tol(tol)
+
+
+def check_init_shape(shape: tuple, features: int) -> None:
+    if len(shape) != 2 or shape[0] < 1 or shape[1] != features:
+        raise ValueError(f"init must have shape (length, {features}) with length >= 1, got {tuple(shape)}")
+
+
 def check_max_iter(max_iter) -> int:
     if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, numbers.Integral):
         raise TypeError(f"max_iter must be an integer, got {type(max_iter).__name__}")
@@ -159,6 +226,8 @@ def require_scipy():
 
 
 class _NoBar:
+    disable = True  # as a tqdm bar that does not display
+
     def update(self, k: int = 1) -> None:
         pass
 

@@ -24,12 +24,11 @@ def resampled_mean(data: Dataset, weights: np.ndarray) -> np.ndarray:
     return np.average(x, axis=0, weights=weights)
 
 
-def check_init(init, features: int, name: str = "init"):
+def check_init(init, features: int):
     """``init`` as a float64 ``(L, D)`` array (a copy)."""
     z = np.array(init)
-    spec.check_dtype_kind(z.dtype.kind, name)
-    if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] != features:
-        raise ValueError(f"{name} must have shape (length, {features}) with length >= 1, got {z.shape}")
+    spec.check_dtype_kind(z.dtype.kind, "init")
+    _pairwise.check_init_shape(z.shape, features)
     return z.astype(np.float64)
 
 
@@ -116,13 +115,11 @@ def soft_dtw_barycenter(X, gamma=1.0, *, weights=None, init=None, max_iter: int 
     """
     optimize = _pairwise.require_scipy()
     gamma = spec.check_gamma(gamma)
-    constraint = spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     data = as_dataset(X, "X")
-    if data.shape[0] < 1:
-        raise ValueError("X must hold at least one series")
+    band = (global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    max_iter, tol = _pairwise.check_barycenter_args(data.shape, max_iter, tol, *band)
+    constraint = spec.check_constraint(*band)
     w = _pairwise.check_weights(weights, data.shape[0])
-    max_iter = _pairwise.check_max_iter(max_iter)
-    tol = _pairwise.check_tol(tol)
     z0 = resampled_mean(data, w) if init is None else check_init(init, data.shape[2])
     objective = Objective(data, w, gamma, constraint, z0.shape[0])
     if max_iter == 0:

@@ -121,20 +121,6 @@ class PairKernel:
         return self.forward(ii, jj)[0]
 
 
-def _run(plan: _pairwise.PairPlan, kernel: PairKernel, out, bar):
-    """Fill ``out`` (a matrix, or a vector for a diagonal plan) with the values of the plan's pairs."""
-    for ii, jj in plan.chunks():
-        v = kernel.values(ii, jj)
-        if plan.kind == "diagonal":
-            out[ii] = v
-        else:
-            out[ii, jj] = v
-            if plan.kind == "triangle":
-                out[jj, ii] = v
-        bar.update(len(ii))
-    return out
-
-
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
                    sakoe_chiba_radius=None, itakura_max_slope=None, chunk_size=None, progress: bool = False):
     r"""Matrix of soft-DTW values (or divergences) between two datasets of time series.
@@ -197,24 +183,15 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     a = as_dataset(X, "X")
     b = a if Y is None else as_dataset(Y, "Y")
     _pairwise.check_dataset_shapes(a.shape, b.shape)
-    n, m = a.shape[0], b.shape[0]
     chunk = _pairwise.check_chunk_size(chunk_size, a.shape[1], b.shape[1])
     dtype = compute_dtype(a, b)
-    kernel = PairKernel(a, b, gamma, constraint, dtype)
-    plan = _pairwise.PairPlan("triangle" if Y is None else "cross", n, m, chunk)
-    selfs = [] if (Y is None or not normalize) else [
-        (_pairwise.PairPlan("diagonal", d.shape[0], d.shape[0], chunk), PairKernel(d, d, gamma, constraint, dtype))
-        for d in (a, b)]
-    bar = _pairwise.progress_bar(progress, plan.total + sum(p.total for p, _ in selfs), "cdist_soft_dtw")
-    try:
-        out = _run(plan, kernel, np.empty((n, m), dtype=dtype), bar)
-        if normalize:
-            if Y is None:
-                sx = sy = np.diagonal(out).copy()
-            else:
-                sx, sy = (_run(p, k, np.empty(p.total, dtype=dtype), bar) for p, k in selfs)
-            out -= sx[:, None] / 2  # in place: no other (n, m) array
-            out -= sy[None, :] / 2
-    finally:
-        bar.close()
-    return out
+    pairs = [(a, b), (a, a), (b, b)]
+
+    def run(plan, which, bar):
+        kernel = PairKernel(*pairs[which], gamma, constraint, dtype)
+        out = np.empty((plan.n,) if plan.kind == "diagonal" else (plan.n, plan.m), dtype=dtype)
+        return _pairwise.fill(plan, kernel.values, out, bar)
+
+    return _pairwise.pairwise_matrix(a.shape[0], b.shape[0], symmetric=Y is None, normalize=normalize,
+                                     chunk_size=chunk, progress=progress, run=run,
+                                     diagonal=lambda out: np.diagonal(out).copy())
