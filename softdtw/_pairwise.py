@@ -122,14 +122,15 @@ def fill(plan: PairPlan, values, out, bar, index=None):
 
 
 def pairwise_matrix(n: int, m: int, *, symmetric: bool, normalize: bool, chunk_size: int, progress: bool,
-                    run, diagonal):
+                    run, diagonal, in_place: bool = True):
     r"""The driver of every ``cdist_soft_dtw``: plans, progress bar, divergence.
 
     ``run(plan, which, bar)`` returns the ``(n, m)`` matrix of a ``"cross"``/``"triangle"`` plan
     (``which == 0``) or the self values of a ``"diagonal"`` plan over the first (``which == 1``)
     or second (``which == 2``) dataset. ``diagonal(out)`` returns a copy of the matrix diagonal.
-    With ``normalize`` the result is ``out - (sx[:, None] + sy[None, :]) / 2``, formed in place
-    where the array type allows (no second ``(n, m)`` array).
+    With ``normalize`` the result is ``out - (sx[:, None] + sy[None, :]) / 2`` (symmetric to the
+    last bit when ``out`` is, and exactly 0 where ``out[i, i] == sx[i] == sy[i]``), formed in
+    place block by block when ``in_place`` (no second ``(n, m)`` array), else as a new array.
     """
     plan = PairPlan("triangle" if symmetric else "cross", n, m, chunk_size)
     selfs = [] if (symmetric or not normalize) else [PairPlan("diagonal", k, k, chunk_size) for k in (n, m)]
@@ -140,8 +141,11 @@ def pairwise_matrix(n: int, m: int, *, symmetric: bool, normalize: bool, chunk_s
             sx = sy = diagonal(out) if symmetric else None
             if not symmetric:
                 sx, sy = run(selfs[0], 1, bar), run(selfs[1], 2, bar)
-            out -= sx[:, None] / 2  # v - v/2 - v/2 is exactly 0: the diagonal of a divergence
-            out -= sy[None, :] / 2
+            if not in_place:
+                return out - (sx[:, None] + sy[None, :]) / 2
+            rows = max(1, chunk_size // max(m, 1))
+            for r0 in range(0, n, rows):
+                out[r0:r0 + rows] -= (sx[r0:r0 + rows, None] + sy[None, :]) / 2
     finally:
         bar.close()
     return out

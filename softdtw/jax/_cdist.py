@@ -26,8 +26,9 @@ def _values(a, b, ii, jj, gamma, band):
                     sakoe_chiba_radius=sakoe_chiba_radius, itakura_max_slope=itakura_max_slope)
 
 
-_values_traced_gamma = jax.checkpoint(_values, static_argnums=(5,))
+# gamma static (a Python float: one compilation per value) or traced (differentiable)
 _values_jit = jax.jit(jax.checkpoint(_values, static_argnums=(4, 5)), static_argnums=(4, 5))
+_values_traced_gamma = jax.jit(jax.checkpoint(_values, static_argnums=(5,)), static_argnums=(5,))
 
 
 def check_gamma(gamma):
@@ -122,4 +123,4 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
         return flat if plan.kind == "diagonal" else flat.reshape(plan.n, plan.m)
 
     return _pairwise.pairwise_matrix(n, m, symmetric=Y is None, normalize=normalize, chunk_size=chunk,
-                                     progress=progress, run=run, diagonal=jnp.diagonal)
+                                     progress=progress, run=run, diagonal=jnp.diagonal, in_place=False)
