@@ -8,12 +8,13 @@ as SciPy does and reaches tslearn's minimum.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from .. import _pairwise
-from ._api import _as_array, soft_dtw
+from ._api import _as_array, _dtypes, _is_tracer, soft_dtw
 from ._cdist import check_gamma
 
 __all__ = ["soft_dtw_barycenter"]
@@ -69,13 +70,13 @@ def soft_dtw_barycenter(X, gamma=1.0, *, weights=None, init=None, max_iter: int 
     ...     print(np.asarray(z).ravel().round(2), float(f.round(3)))
     [0.   1.52 3.  ] 2.491
     """
-    optax = _require_optax()
+    _require_optax()  # before any work
     x = _as_array(X, "X")
     band = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
                 itakura_max_slope=itakura_max_slope)
     max_iter, tol = _pairwise.check_barycenter_args(x.shape, max_iter, tol, **band)
     gamma = check_gamma(gamma)
-    dtype = soft_dtw(x[:1, :1], x[:1, :1], 1.0).dtype
+    dtype = _dtypes(x)[0]
     x = x.astype(dtype)
     w = jnp.asarray(_pairwise.check_weights(None if weights is None else np.asarray(weights), x.shape[0]), dtype)
     if init is None:
@@ -84,16 +85,25 @@ def soft_dtw_barycenter(X, gamma=1.0, *, weights=None, init=None, max_iter: int 
         z0 = _as_array(init, "init")
         _pairwise.check_init_shape(z0.shape, x.shape[2])
         z0 = z0.astype(dtype)
+    solve = _solve_traced_gamma if _is_tracer(gamma) else _solve
+    return solve(x, w, z0, max_iter, tol, gamma, tuple(band.items()))
+
+
+def _solve_impl(x, w, z0, max_iter, tol, gamma, band):
+    """``(barycenter, objective)`` from ``z0``; ``max_iter`` and ``tol`` may be traced (one
+    compilation serves every value), ``gamma`` (when static) and ``band`` are static."""
     shape = z0.shape
 
     def objective(flat):
         z = jnp.broadcast_to(flat.reshape(shape), (x.shape[0],) + shape)
-        return jnp.dot(w, soft_dtw(z, x, gamma, **band))
+        return jnp.dot(w, soft_dtw(z, x, gamma, **dict(band)))
 
-    if max_iter == 0:
-        return z0, objective(z0.ravel())
-    flat = _lbfgs(optax, objective, z0.ravel(), max_iter, tol)
+    flat = _lbfgs(_require_optax(), objective, z0.ravel(), max_iter, tol)
     return flat.reshape(shape), objective(flat)
+
+
+_solve = jax.jit(_solve_impl, static_argnums=(5, 6))
+_solve_traced_gamma = jax.jit(_solve_impl, static_argnums=(6,))
 
 
 def _require_optax():
@@ -107,7 +117,8 @@ def _require_optax():
 
 
 def _lbfgs(optax, fun, x0, max_iter: int, tol: float):
-    """optax's L-BFGS from ``x0``: at most ``max_iter`` steps, until max |grad| <= ``tol``."""
+    """optax's L-BFGS from ``x0``: at most ``max_iter`` steps (none when it is 0), until the
+    largest absolute gradient entry is <= ``tol``."""
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
 
@@ -121,6 +132,6 @@ def _lbfgs(optax, fun, x0, max_iter: int, tol: float):
         _, _, gmax, k = carry
         return (k < max_iter) & (gmax > tol)
 
-    init = (x0, opt.init(x0), jnp.asarray(jnp.inf, x0.dtype), 0)
+    init = (x0, opt.init(x0), jnp.asarray(jnp.inf, x0.dtype), jnp.asarray(0, jnp.int32))
     return lax.while_loop(going, step, init)[0]
 
