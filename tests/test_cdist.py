@@ -152,7 +152,7 @@ def test_empty_dataset(impl):
 def record_pairs(monkeypatch, name):
     """Record the (i, j) pairs each chunk sends down to soft-DTW."""
     seen = []
-    if name == "numpy":
+    if name in ("numpy", "torch"):  # torch outside autograd: the NumPy realization's numba path
         original = np_cdist.PairKernel.values
 
         def values(self, ii, jj):
@@ -160,14 +160,6 @@ def record_pairs(monkeypatch, name):
             return original(self, ii, jj)
 
         monkeypatch.setattr(np_cdist.PairKernel, "values", values)
-    elif name == "torch":
-        original = torch_cdist._values
-
-        def values(a, b, ii, jj, gamma, band):
-            seen.append((ii.numpy(), jj.numpy()))
-            return original(a, b, ii, jj, gamma, band)
-
-        monkeypatch.setattr(torch_cdist, "_values", values)
     else:
         original = jax_cdist.run_plan
 
@@ -196,22 +188,40 @@ def test_divergence_self_terms_once_per_series(impl, monkeypatch):
     assert sum(len(ii) for ii, _ in seen) == 4 * 3 + 4 + 3
 
 
-def test_torch_chunks_stay_bounded_for_large_n(monkeypatch):
-    """n = m = 300: 90,000 pairs, never more than chunk_size of them (and their DP state) at once."""
-    rng = np.random.default_rng(5)
-    X = torch.as_tensor(rng.standard_normal((300, 4, 1)), dtype=torch.float32)
+def record_sizes(monkeypatch, module, name):
     sizes = []
-    original = torch_cdist._values
+    original = getattr(module, name)
 
-    def values(a, b, ii, jj, gamma, band):
-        sizes.append(len(ii))
-        return original(a, b, ii, jj, gamma, band)
+    def values(*args):
+        sizes.append(len(args[3] if module is torch_cdist else args[1]))
+        return original(*args)
 
-    monkeypatch.setattr(torch_cdist, "_values", values)
+    monkeypatch.setattr(module, name, values)
+    return sizes
+
+
+def test_torch_chunks_stay_bounded_for_large_n(monkeypatch):
+    """n = 300, m = 200: 60,000 pairs, never more than chunk_size of them (and their DP state) at once."""
+    X = torch.as_tensor(np.random.default_rng(5).standard_normal((300, 4, 1)), dtype=torch.float32)
+    sizes = record_sizes(monkeypatch, np_cdist.PairKernel, "values")
     with torch.no_grad():
-        out = storch.cdist_soft_dtw(X, X[:200], chunk_size=4096)
+        out = storch.cdist_soft_dtw(X.requires_grad_(), X[:200], chunk_size=4096)
     assert out.shape == (300, 200)
     assert max(sizes) == 4096 and sum(sizes) == 300 * 200
+
+
+@pytest.mark.parametrize("kernel", ["numba", "pure"])
+def test_torch_autograd_path_in_bounded_chunks_equals_fast_path(monkeypatch, kernel):
+    """Under autograd (or another kernel) chunks go through softdtw.torch.soft_dtw: same values."""
+    X, Y = data(seed=13, n=6, m=5, N=4, M=3)
+    fast = storch.cdist_soft_dtw(torch.as_tensor(X), torch.as_tensor(Y), 0.5, normalize=True)
+    if kernel == "pure":
+        monkeypatch.setenv("SOFTDTW_KERNEL", "pure")
+    sizes = record_sizes(monkeypatch, torch_cdist, "_values")
+    xt = torch.tensor(X, requires_grad=kernel == "numba")
+    slow = storch.cdist_soft_dtw(xt, torch.as_tensor(Y), 0.5, normalize=True, chunk_size=7)
+    assert max(sizes) <= 7 and sum(sizes) == 6 * 5 + 6 + 5
+    np.testing.assert_allclose(slow.detach().numpy(), fast.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def numpy_peak_extra_bytes(n, chunk):

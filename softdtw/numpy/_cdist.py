@@ -184,14 +184,21 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     b = a if Y is None else as_dataset(Y, "Y")
     _pairwise.check_dataset_shapes(a.shape, b.shape)
     chunk = _pairwise.check_chunk_size(chunk_size, a.shape[1], b.shape[1])
-    dtype = compute_dtype(a, b)
-    pairs = [(a, b), (a, a), (b, b)]
+    return kernel_matrix(a, None if Y is None else b, gamma, constraint, compute_dtype(a, b),
+                         normalize=normalize, chunk_size=chunk, progress=progress)
+
+
+def kernel_matrix(a: Dataset, b: Dataset | None, gamma: float, constraint: spec.Constraint, dtype, *,
+                  normalize: bool, chunk_size: int, progress: bool) -> np.ndarray:
+    """The matrix of :func:`cdist_soft_dtw` from validated arguments (``b`` None: symmetric), by the
+    numba kernel in ``dtype`` (also the CPU fast path of ``softdtw.torch`` outside autograd)."""
+    pairs = [(a, a if b is None else b), (a, a), (b, b)]
 
     def run(plan, which, bar):
         kernel = PairKernel(*pairs[which], gamma, constraint, dtype)
         out = np.empty((plan.n,) if plan.kind == "diagonal" else (plan.n, plan.m), dtype=dtype)
         return _pairwise.fill(plan, kernel.values, out, bar)
 
-    return _pairwise.pairwise_matrix(a.shape[0], b.shape[0], symmetric=Y is None, normalize=normalize,
-                                     chunk_size=chunk, progress=progress, run=run,
+    return _pairwise.pairwise_matrix(a.shape[0], pairs[0][1].shape[0], symmetric=b is None, normalize=normalize,
+                                     chunk_size=chunk_size, progress=progress, run=run,
                                      diagonal=lambda out: np.diagonal(out).copy())

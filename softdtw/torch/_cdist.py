@@ -1,18 +1,27 @@
 r"""Pairwise soft-DTW matrices in PyTorch, differentiable by autograd, computed in chunks of pairs.
 
-Each chunk gathers its pairs' series and calls :func:`softdtw.torch.soft_dtw` (the custom ops:
-numba on CPU, Triton on CUDA). Without autograd the chunk's state is freed at once, so memory is
-the result plus O(chunk N M). With autograd each chunk runs under
-``torch.utils.checkpoint`` (non-reentrant): only its pair indices are kept, and the backward
-recomputes the chunk, so memory stays bounded there too (at the price of one more forward).
+* CPU tensors outside autograd (nothing requires grad, or ``torch.no_grad()``) take the NumPy
+  realization's path on zero-copy views: one numba pass forms each chunk's costs and the numba
+  kernel runs on them (the same kernel as :func:`softdtw.torch.soft_dtw`, without the per-call
+  cost matrix, NaN guard and casts around the op, which measured 5-10x the kernel's time at
+  N = M = 64).
+* Otherwise (autograd, CUDA, or ``SOFTDTW_KERNEL`` set to another kernel) each chunk gathers its
+  pairs' series and calls :func:`softdtw.torch.soft_dtw` (the custom ops). Under autograd each
+  chunk runs under ``torch.utils.checkpoint`` (non-reentrant): only its pair indices are kept and
+  the backward recomputes the chunk, so memory stays O(chunk N M) besides the result (at the
+  price of one more forward).
 """
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from .. import _pairwise, spec
+from ..numpy import _cdist as np_cdist
 from ._api import soft_dtw
 
 __all__ = ["cdist_soft_dtw"]
@@ -53,6 +62,18 @@ def _chunk_values(a, b, gamma, band):
     if _needs_grad(a, b, gamma):
         return lambda ii, jj: checkpoint(_values, a, b, ii, jj, gamma, band, use_reentrant=False)
     return lambda ii, jj: _values(a, b, ii, jj, gamma, band)
+
+
+def _numba_fast_path(a, b, gamma) -> bool:
+    """CPU, outside autograd, the default (numba) CPU kernel, a Python float gamma."""
+    return (a.device.type == "cpu" and b.device.type == "cpu" and not _needs_grad(a, b, gamma)
+            and not isinstance(gamma, torch.Tensor) and os.environ.get("SOFTDTW_KERNEL", "numba") in ("", "numba"))
+
+
+def _as_dataset(t: torch.Tensor, dtype: torch.dtype) -> np_cdist.Dataset:
+    a = t.detach()
+    a = a.numpy() if a.dtype in (torch.float32, torch.float64) else a.to(dtype).numpy()
+    return np_cdist.Dataset(a, np.full(a.shape[0], a.shape[1], dtype=np.int64), True)
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
@@ -115,6 +136,13 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     b = X if Y is None else Y
     chunk = _pairwise.check_chunk_size(chunk_size, X.shape[1], b.shape[1])
     dtype = result_dtype(X, b)
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    if _numba_fast_path(X, b, gamma):
+        out = np_cdist.kernel_matrix(
+            _as_dataset(X, compute), None if Y is None else _as_dataset(Y, compute), gamma,
+            spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope),
+            np.dtype(str(compute)[6:]), normalize=normalize, chunk_size=chunk, progress=progress)
+        return torch.from_numpy(out).to(dtype)
     pairs = [(X, b), (X, X), (b, b)]
 
     def run(plan, which, bar):
