@@ -22,8 +22,9 @@ import numba
 import numpy as np
 
 
-def best_of(fn, repeat):
-    fn_out = fn()  # warm up (compile)
+def best_of(fn, repeat, warm=None):
+    """Best time of ``repeat`` calls of ``fn`` after one call of ``warm`` (default ``fn``)."""
+    fn_out = (warm or fn)()  # warm up (compile, numba's cache)
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=2)
     p.add_argument("--gamma", type=float, default=1.0)
     p.add_argument("--tslearn-rows", type=int, default=40, help="rows of the tslearn subset (scaled linearly)")
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--jax", action="store_true", help="also time softdtw.jax (CPU)")
     a = p.parse_args(argv)
 
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     cells = pairs * L * L
     X = np.cumsum(np.random.default_rng(0).standard_normal((n, L, D)), axis=1) / np.sqrt(L)
     print(f"# cdist_soft_dtw(X), X of shape ({n}, {L}, {D}), gamma = {g}: {pairs} pairs, {cells:.3g} cells")
-    print(f"# {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} CPUs, numba threads "
+    print(f"# {datetime.date.today()}, load average {os.getloadavg()[0]:.1f}, {platform.machine()}, {os.cpu_count()} CPUs, numba threads "
           f"{numba.get_num_threads()}, numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}, "
           f"tslearn {tslearn.__version__}")
 
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
     ref = None
     for dtype in ("float64", "float32"):
         x = X.astype(dtype)
-        t, out = best_of(lambda: snp.cdist_soft_dtw(x, gamma=g), a.repeat)
+        t, out = best_of(lambda: snp.cdist_soft_dtw(x, gamma=g), a.repeat,
+                         warm=lambda: snp.cdist_soft_dtw(x[:100], gamma=g))
         rows_out.append(("softdtw.numpy (numba)", dtype, t))
         if dtype == "float64":
             ref = out
@@ -80,7 +82,8 @@ def main(argv=None) -> int:
             print(f"# agreement with tslearn on its rows (float64): max relative difference {err:.1e}")
         xt = torch.as_tensor(x)
         with torch.no_grad():
-            t, out = best_of(lambda: storch.cdist_soft_dtw(xt, gamma=g), a.repeat)
+            t, out = best_of(lambda: storch.cdist_soft_dtw(xt, gamma=g), a.repeat,
+                             warm=lambda: storch.cdist_soft_dtw(xt[:100], gamma=g))
         rows_out.append(("softdtw.torch (CPU)", dtype, t))
         assert np.abs(out.numpy() - ref).max() <= (1e-9 if dtype == "float64" else 1e-4) * np.abs(ref).max()
     if a.jax:
@@ -88,7 +91,9 @@ def main(argv=None) -> int:
 
         import softdtw.jax as sjax
 
-        t, _ = best_of(lambda: sjax.cdist_soft_dtw(X.astype(np.float32), gamma=g).block_until_ready(), 1)
+        x32 = X.astype(np.float32)
+        t, _ = best_of(lambda: sjax.cdist_soft_dtw(x32, gamma=g).block_until_ready(), 1,
+                       warm=lambda: sjax.cdist_soft_dtw(x32[:100], gamma=g).block_until_ready())
         rows_out.append((f"softdtw.jax {jax.__version__} (CPU)", "float32", t))
 
     print()
@@ -97,6 +102,7 @@ def main(argv=None) -> int:
     for name, dtype, t in rows_out:
         ratio = "" if name.startswith("tslearn") else f"{t_tslearn / t:.1f}x"
         print(f"| {name} | {dtype} | {t:.2f} | {t / cells * 1e9:.2f} | {pairs / t:,.0f} | {ratio} |")
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 

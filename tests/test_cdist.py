@@ -376,3 +376,12 @@ def test_torch_devices_must_match():
         storch.cdist_soft_dtw(np.zeros((2, 3, 1)))
     with pytest.raises(ValueError, match="same device"):
         storch.cdist_soft_dtw(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1, device="meta"))
+
+
+def test_demo_cdist_runs_without_tqdm(monkeypatch, capsys):
+    from softdtw import demo
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if not installed: no bar, no error
+    k = demo.cdist_demo(snp, n=12, length=6)
+    assert "no progress bar" in capsys.readouterr().out
+    assert k.shape == (12, 12) and (k == k.T).all() and (np.diagonal(k) == 0).all() and k.min() >= 0
