@@ -385,3 +385,14 @@ def test_demo_cdist_runs_without_tqdm(monkeypatch, capsys):
     k = demo.cdist_demo(snp, n=12, length=6)
     assert "no progress bar" in capsys.readouterr().out
     assert k.shape == (12, 12) and (k == k.T).all() and (np.diagonal(k) == 0).all() and k.min() >= 0
+
+
+def test_numpy_import_leaves_numba_unloaded_until_used():
+    import subprocess
+
+    code = ("import sys, numpy as np, softdtw.numpy as s\n"
+            "assert 'numba' not in sys.modules\n"
+            "s.cdist_soft_dtw(np.zeros((2, 3, 1)))\n"
+            "assert 'numba' in sys.modules and 'torch' not in sys.modules and 'jax' not in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _pairwise, spec
-from ..kernels import numba_cpu
-from ._cdist import Dataset, PairKernel, as_dataset
+from ._cdist import Dataset, PairKernel, as_dataset, numba_parts
 
 __all__ = ["soft_dtw_barycenter"]
 
@@ -53,7 +52,7 @@ class Objective:
     def __call__(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
         z = flat.reshape(self.length, -1)
         value, r, aux, (xl, yl, lo, hi) = self._kernel(z).forward(self.ii, self.jj)
-        e, _ = numba_cpu.backward(r, aux, self.gamma, xl, yl, lo, hi, self.w, False)  # w_i E_i, (n, L, N)
+        e, _ = numba_parts()[1].backward(r, aux, self.gamma, xl, yl, lo, hi, self.w, False)  # w_i E_i, (n, L, N)
         # d/dZ sum_i <w_i E_i, C(Z, X_i)> with C_kl = |z_k - x_l|^2
         grad = 2 * (z * e.sum(axis=(0, 2))[:, None] - np.tensordot(e, self.x, axes=([0, 2], [0, 1])))
         return float(self.w @ value), grad.ravel()

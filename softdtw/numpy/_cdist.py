@@ -7,11 +7,11 @@ each pair) and runs the kernel's forward on it, so memory stays O(chunk N M) bes
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit
 
 from .. import _pairwise, spec
-from ..kernels import numba_cpu
 
 __all__ = ["cdist_soft_dtw"]
 
@@ -62,8 +62,7 @@ def compute_dtype(*datasets: Dataset) -> np.dtype:
     return np.dtype(np.float32) if all(d.data.dtype in _LOW for d in datasets) else np.dtype(np.float64)
 
 
-@njit(cache=True, nogil=True)
-def _gather_sqeuclidean(a, bt, ii, jj, out):  # pragma: no cover - compiled
+def _gather_sqeuclidean(a, bt, ii, jj, out):  # pragma: no cover - compiled by numba
     """``out[p, i, j] = sum_d (a[ii[p], i, d] - bt[jj[p], d, j]) ** 2`` (``bt`` is ``b`` transposed)."""
     k_, n, m = out.shape
     d_ = a.shape[2]
@@ -80,6 +79,17 @@ def _gather_sqeuclidean(a, bt, ii, jj, out):  # pragma: no cover - compiled
                 for j in range(m):
                     t = v - yd[j]
                     row[j] += t * t
+
+
+@functools.lru_cache(maxsize=None)
+def numba_parts():
+    """``(gather, kernel)``: the compiled :func:`_gather_sqeuclidean` and the numba kernel module,
+    loaded on first use (``import softdtw.numpy`` stays free of numba and LLVM)."""
+    from numba import njit
+
+    from ..kernels import numba_cpu
+
+    return njit(cache=True, nogil=True)(_gather_sqeuclidean), numba_cpu
 
 
 class PairKernel:
@@ -108,13 +118,13 @@ class PairKernel:
     def cost(self, ii, jj) -> np.ndarray:
         """The squared Euclidean costs ``(k, N, M)`` of the pairs, in the compute dtype."""
         out = np.empty((len(ii), self.n_pad, self.m_pad), dtype=self.dtype)
-        _gather_sqeuclidean(self.a, self.bt, np.ascontiguousarray(ii), np.ascontiguousarray(jj), out)
+        numba_parts()[0](self.a, self.bt, np.ascontiguousarray(ii), np.ascontiguousarray(jj), out)
         return out
 
     def forward(self, ii, jj):
         """``(value, r, aux, bounds)`` of the kernel's forward on the pairs ``(ii[p], jj[p])``."""
         lo, hi, xl, yl = self.bounds(ii, jj)
-        value, r, aux = numba_cpu.forward(self.cost(ii, jj), self.gamma, xl, yl, lo, hi)
+        value, r, aux = numba_parts()[1].forward(self.cost(ii, jj), self.gamma, xl, yl, lo, hi)
         return value, r, aux, (xl, yl, lo, hi)
 
     def values(self, ii, jj) -> np.ndarray:
