@@ -131,6 +131,30 @@ def test_numpy_variable_lengths_equal_tslearn():
                                tslearn_metrics.cdist_soft_dtw_normalized(X, gamma=0.3), rtol=1e-10, atol=1e-10)
 
 
+def test_numpy_nan_padding_is_tslearns_variable_length():
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((4, 8, 2))
+    X[1, 5:] = np.nan  # tslearn's padding: series 1 has length 5, series 3 length 7
+    X[3, 7:] = np.nan
+    Y = rng.standard_normal((3, 6, 2))
+    np.testing.assert_allclose(snp.cdist_soft_dtw(X, Y, 0.5), tslearn_metrics.cdist_soft_dtw(X, Y, 0.5),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(snp.cdist_soft_dtw(X, gamma=0.5, normalize=True),
+                               tslearn_metrics.cdist_soft_dtw_normalized(X, gamma=0.5), rtol=1e-10, atol=1e-10)
+
+
+def test_nan_inside_a_series_gives_nan_entries(impl):
+    X, Y = data(seed=15)
+    X[2, 1, 0] = np.nan
+    got, _ = impl.cdist(X, Y, 1.0)
+    expected = tslearn_metrics.cdist_soft_dtw(np.delete(X, 2, axis=0), Y, 1.0)
+    assert np.isnan(got[2]).all()
+    np.testing.assert_allclose(np.delete(got, 2, axis=0), expected, rtol=1e-10)
+    sym, _ = impl.cdist(X, None, 1.0, normalize=True)
+    assert np.isnan(sym[2]).all() and np.isnan(sym[:, 2]).all()
+    assert np.isfinite(np.delete(np.delete(sym, 2, 0), 2, 1)).all()
+
+
 def test_equals_reference_soft_dtw_pairwise(impl):
     """Entry (i, j) is softdtw.numpy.soft_dtw(X[i], Y[j]) (the float64 reference), also for n != m, N != M."""
     X, Y = data(seed=4, n=3, m=5, N=4, M=9, D=1)

@@ -118,6 +118,8 @@ def soft_dtw_barycenter(X, gamma=1.0, *, weights=None, init=None, max_iter: int 
     band = (global_constraint, sakoe_chiba_radius, itakura_max_slope)
     max_iter, tol = _pairwise.check_barycenter_args(data.shape, max_iter, tol, *band)
     constraint = spec.check_constraint(*band)
+    if data.nan.any():
+        raise ValueError(f"X[{int(np.argmax(data.nan))}] holds NaN (other than tslearn's trailing NaN padding)")
     w = _pairwise.check_weights(weights, data.shape[0])
     z0 = resampled_mean(data, w) if init is None else check_init(init, data.shape[2])
     objective = Objective(data, w, gamma, constraint, z0.shape[0])

@@ -19,10 +19,32 @@ _LOW = (np.dtype(np.float16), np.dtype(np.float32))
 
 
 class Dataset:
-    """A dataset of series: ``data`` ``(n, L, D)`` (padded with zeros), ``lengths`` int64 ``(n,)``."""
+    """A dataset of series: ``data`` ``(n, L, D)`` (padded with zeros), ``lengths`` int64 ``(n,)``,
+    ``nan`` bool ``(n,)``: the series that hold a NaN (zeroed in ``data``; their entries are NaN)."""
 
-    def __init__(self, data: np.ndarray, lengths: np.ndarray, equal: bool):
+    def __init__(self, data: np.ndarray, lengths: np.ndarray, equal: bool, nan=None):
         self.data, self.lengths, self.equal = data, lengths, equal
+        self.nan = np.zeros(len(data), dtype=bool) if nan is None else nan
+
+    @classmethod
+    def from_array(cls, data: np.ndarray, name: str, nan_padding: bool) -> "Dataset":
+        """A validated ``(n, L, D)`` array. With ``nan_padding`` (tslearn's convention for
+        variable lengths) trailing all-NaN time steps end a series; other NaNs mark the series."""
+        _pairwise.check_dataset_shapes(data.shape, None, x_name=name)
+        n, size = data.shape[:2]
+        lengths = np.full(n, size, dtype=np.int64)
+        if data.dtype.kind != "f":
+            return cls(data, lengths, True)
+        nan_steps = np.isnan(data).all(axis=2)  # (n, L)
+        if nan_padding:
+            lengths -= np.cumprod(nan_steps[:, ::-1], axis=1).sum(axis=1)
+            if n and lengths.min() < 1:
+                raise ValueError(f"{name}[{int(np.argmin(lengths))}] is all NaN: an empty series")
+        inside = np.arange(size)[None, :] < lengths[:, None]
+        nan = (np.isnan(data).any(axis=2) & inside).any(axis=1)
+        if nan_steps.any() or nan.any():
+            data = np.where(np.isnan(data), 0, data)
+        return cls(data, lengths, bool((lengths == size).all()), nan)
 
     @property
     def shape(self):
@@ -51,10 +73,9 @@ def as_dataset(X, name: str) -> Dataset:
     else:
         data = np.asarray(X)
         spec.check_dtype_kind(data.dtype.kind, name)
-        _pairwise.check_dataset_shapes(data.shape, None, x_name=name)
-        lengths = np.full(data.shape[0], data.shape[1], dtype=np.int64)
-        equal = True
-    return Dataset(data, lengths, equal)
+        return Dataset.from_array(data, name, nan_padding=True)
+    nan = np.array([np.isnan(s).any() if s.dtype.kind == "f" else False for s in series], dtype=bool)
+    return Dataset(np.where(np.isnan(data), 0, data) if nan.any() else data, lengths, equal, nan)
 
 
 def compute_dtype(*datasets: Dataset) -> np.dtype:
@@ -152,7 +173,9 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     Parameters
     ----------
     X : array_like, shape (n, N, D), or a sequence of n arrays of shapes (N_i, D)
-        A dataset of series; a sequence may hold series of different lengths.
+        A dataset of series; a sequence may hold series of different lengths, and, as in
+        tslearn, trailing all-NaN time steps of an array end a shorter series. Any other NaN
+        makes the entries of its series NaN.
     Y : array_like, shape (m, M, D), or a sequence of arrays (M_j, D), optional
         A second dataset; None compares ``X`` with itself (a symmetric matrix).
     gamma : float > 0
@@ -209,6 +232,9 @@ def kernel_matrix(a: Dataset, b: Dataset | None, gamma: float, constraint: spec.
         out = np.empty((plan.n,) if plan.kind == "diagonal" else (plan.n, plan.m), dtype=dtype)
         return _pairwise.fill(plan, kernel.values, out, bar)
 
-    return _pairwise.pairwise_matrix(a.shape[0], pairs[0][1].shape[0], symmetric=b is None, normalize=normalize,
-                                     chunk_size=chunk_size, progress=progress, run=run,
-                                     diagonal=lambda out: np.diagonal(out).copy())
+    out = _pairwise.pairwise_matrix(a.shape[0], pairs[0][1].shape[0], symmetric=b is None, normalize=normalize,
+                                    chunk_size=chunk_size, progress=progress, run=run,
+                                    diagonal=lambda out: np.diagonal(out).copy())
+    out[a.nan, :] = np.nan  # a NaN in a series makes its pairs NaN (as soft_dtw)
+    out[:, pairs[0][1].nan] = np.nan
+    return out

@@ -73,7 +73,7 @@ def _numba_fast_path(a, b, gamma) -> bool:
 def _as_dataset(t: torch.Tensor, dtype: torch.dtype) -> np_cdist.Dataset:
     a = t.detach()
     a = a.numpy() if a.dtype in (torch.float32, torch.float64) else a.to(dtype).numpy()
-    return np_cdist.Dataset(a, np.full(a.shape[0], a.shape[1], dtype=np.int64), True)
+    return np_cdist.Dataset.from_array(a, "X", nan_padding=False)  # a NaN: NaN entries, as soft_dtw
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
