@@ -35,7 +35,21 @@ def main() -> int:
             continue
         for label, vals in values.items():
             print(f"{label:<17} values {np.asarray(vals)}  max |diff| vs numpy {np.abs(np.asarray(vals) - v).max():.2e}")
+    cdist_demo(snp)
     return 0
+
+
+def cdist_demo(snp, n: int = 300, length: int = 32) -> np.ndarray:
+    """A pairwise divergence matrix of n random walks, with a progress bar when tqdm is installed."""
+    progress = importlib.util.find_spec("tqdm") is not None
+    x = np.cumsum(np.random.default_rng(0).standard_normal((n, length, 2)), axis=1)
+    print(f"\ncdist_soft_dtw of {n} random walks (length {length}, D = 2), gamma = 1, normalize=True"
+          f"{'' if progress else ' (no progress bar: pip install softdtw[progress])'}")
+    k = snp.cdist_soft_dtw(x, gamma=1.0, normalize=True, chunk_size=512, progress=progress)
+    nearest = np.where(np.eye(n, dtype=bool), np.inf, k).argmin(axis=1)
+    print(f"numpy             ({n}, {n}) matrix, min {k.min():.3g}, max {k.max():.3g}; "
+          f"nearest neighbour of series 0: {nearest[0]}")
+    return k
 
 
 if __name__ == "__main__":

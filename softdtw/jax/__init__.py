@@ -18,11 +18,15 @@ from ._api import (  # noqa: E402
     soft_dtw_from_cost,
     sqeuclidean_cost,
 )
+from ._barycenter import soft_dtw_barycenter  # noqa: E402
+from ._cdist import cdist_soft_dtw  # noqa: E402
 
 __all__ = [
+    "cdist_soft_dtw",
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_alignment_from_cost",
+    "soft_dtw_barycenter",
     "soft_dtw_from_cost",
     "sqeuclidean_cost",
 ]

@@ -19,12 +19,16 @@ from ._api import (
     soft_dtw_from_cost,
     sqeuclidean_cost,
 )
+from ._barycenter import soft_dtw_barycenter
+from ._cdist import cdist_soft_dtw
 
 __all__ = [
     "SoftDTWLossPyTorch",
+    "cdist_soft_dtw",
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_alignment_from_cost",
+    "soft_dtw_barycenter",
     "soft_dtw_from_cost",
     "sqeuclidean_cost",
 ]

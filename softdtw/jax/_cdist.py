@@ -1,0 +1,126 @@
+r"""Pairwise soft-DTW matrices in JAX, computed in chunks of pairs, differentiable by ``jax.grad``.
+
+A Python loop runs one jit-compiled chunk function (pairs gathered from ``X`` and ``Y`` by index
+inside it, then :func:`softdtw.jax.soft_dtw`) over chunks of a fixed size (the last one padded),
+so it compiles once per shape. The chunk function is wrapped in ``jax.checkpoint``: under
+``jax.grad`` each chunk keeps only its inputs and is recomputed in the backward, so memory stays
+O(chunk N M) besides the result whether or not it is differentiated. Works inside ``jax.jit``
+too (the loop is unrolled into one call per chunk).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _pairwise, spec
+from ._api import _as_array, _dtypes, _is_tracer, soft_dtw
+
+__all__ = ["cdist_soft_dtw"]
+
+
+def _values(a, b, ii, jj, gamma, band):
+    global_constraint, sakoe_chiba_radius, itakura_max_slope = band
+    return soft_dtw(a[ii], b[jj], gamma, global_constraint=global_constraint,
+                    sakoe_chiba_radius=sakoe_chiba_radius, itakura_max_slope=itakura_max_slope)
+
+
+# gamma static (a Python float: one compilation per value) or traced (differentiable)
+_values_jit = jax.jit(jax.checkpoint(_values, static_argnums=(4, 5)), static_argnums=(4, 5))
+_values_traced_gamma = jax.jit(jax.checkpoint(_values, static_argnums=(5,)), static_argnums=(5,))
+
+
+def check_gamma(gamma):
+    """A Python float (validated), or a traced 0-d gamma passed on as it is."""
+    if _is_tracer(gamma):
+        return gamma
+    return spec.check_gamma(np.asarray(gamma) if isinstance(gamma, jax.Array) else gamma)
+
+
+def run_plan(plan: _pairwise.PairPlan, a, b, gamma, band, bar):
+    """The values of the plan's pairs, in plan order, as one ``(plan.total,)`` array."""
+    size = min(plan.chunk_size, max(plan.total, 1))
+    values = _values_traced_gamma if _is_tracer(gamma) else _values_jit
+    sync = not any(_is_tracer(t) for t in (a, b))
+    parts = []
+    for ii, jj in plan.chunks():
+        k = len(ii)
+        pad = size - k  # the last chunk is padded with pair (0, 0): one compiled shape
+        ii_p = jnp.asarray(np.pad(ii, (0, pad)), jnp.int32)
+        jj_p = jnp.asarray(np.pad(jj, (0, pad)), jnp.int32)
+        v = values(a, b, ii_p, jj_p, gamma, band)[:k]
+        if sync and not bar.disable:
+            v.block_until_ready()  # the bar follows the computation, not the dispatch
+        parts.append(v)
+        bar.update(k)
+    return jnp.concatenate(parts) if parts else None
+
+
+def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
+                   sakoe_chiba_radius=None, itakura_max_slope=None, chunk_size=None, progress: bool = False):
+    r"""Matrix of soft-DTW values (or divergences) between two datasets of series, in JAX.
+
+    .. math::
+
+        K_{ij} = \mathrm{sdtw}_\gamma(X_i, Y_j), \qquad \text{or with ``normalize=True``} \quad
+        K_{ij} = \mathrm{sdtw}_\gamma(X_i, Y_j)
+                 - \tfrac12 \left(\mathrm{sdtw}_\gamma(X_i, X_i) + \mathrm{sdtw}_\gamma(Y_j, Y_j)\right)
+
+    with the squared Euclidean cost; tslearn's ``cdist_soft_dtw`` (``cdist_soft_dtw_normalized``
+    with ``normalize=True``). Differentiable (reverse mode) in ``X``, ``Y`` and a traced
+    ``gamma``. Computed in chunks of at most ``chunk_size`` pairs; with ``Y=None`` each unordered
+    pair once (and the diagonal), mirrored; the self terms of the divergence once per series.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, N, D)
+    Y : array_like, shape (m, M, D), optional
+        None compares ``X`` with itself (a symmetric matrix).
+    gamma : float > 0, or a traced 0-d array
+    normalize : bool
+        The soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
+    global_constraint, sakoe_chiba_radius, itakura_max_slope
+        Band constraint, as in tslearn 0.10 (see :func:`softdtw.spec.check_constraint`).
+    chunk_size : int >= 1, optional
+        Pairs per chunk (one compiled chunk shape); default: about 2**22 DP cells per chunk.
+    progress : bool
+        Show a tqdm progress bar over the pairs (needs ``pip install softdtw[progress]``).
+
+    Returns
+    -------
+    jax.Array, shape (n, m) (or (n, n)), in the dtype :func:`softdtw.jax.soft_dtw` returns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[[0.0], [1.0]], [[1.0], [1.0]]], dtype=np.float32)
+    >>> np.asarray(cdist_soft_dtw(X, gamma=0.01)).round(3)
+    array([[ 0.   ,  0.993],
+           [ 0.993, -0.011]], dtype=float32)
+    >>> np.asarray(cdist_soft_dtw(X, gamma=0.01, normalize=True)).round(3)
+    array([[0.   , 0.999],
+           [0.999, 0.   ]], dtype=float32)
+    """
+    a = _as_array(X, "X")
+    b = a if Y is None else _as_array(Y, "Y")
+    _pairwise.check_dataset_shapes(a.shape, None if Y is None else b.shape)
+    gamma = check_gamma(gamma)
+    spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    band = (global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    n, m = a.shape[0], b.shape[0]
+    chunk = _pairwise.check_chunk_size(chunk_size, a.shape[1], b.shape[1])
+    pairs = [(a, b), (a, a), (b, b)]
+    dtype = _dtypes(a, b)[1]
+
+    def run(plan, which, bar):
+        flat = run_plan(plan, *pairs[which], gamma, band, bar)
+        if flat is None:  # an empty dataset
+            flat = jnp.zeros((0,), dtype)
+        if plan.kind == "triangle":
+            rows, cols = np.triu_indices(plan.n)
+            return jnp.zeros((plan.n, plan.n), flat.dtype).at[rows, cols].set(flat).at[cols, rows].set(flat)
+        return flat if plan.kind == "diagonal" else flat.reshape(plan.n, plan.m)
+
+    return _pairwise.pairwise_matrix(n, m, symmetric=Y is None, normalize=normalize, chunk_size=chunk,
+                                     progress=progress, run=run, diagonal=jnp.diagonal, in_place=False)

@@ -1,0 +1,240 @@
+r"""Pairwise soft-DTW matrices in NumPy, on the numba CPU kernel (:mod:`softdtw.kernels.numba_cpu`).
+
+The pairs of the matrix are cut into chunks (:class:`softdtw._pairwise.PairPlan`); each chunk
+forms its ``(chunk, N, M)`` squared Euclidean costs in one numba pass (gathering the series of
+each pair) and runs the kernel's forward on it, so memory stays O(chunk N M) besides the result.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import _pairwise, spec
+
+__all__ = ["cdist_soft_dtw"]
+
+_LOW = (np.dtype(np.float16), np.dtype(np.float32))
+
+
+class Dataset:
+    """A dataset of series: ``data`` ``(n, L, D)`` (padded with zeros), ``lengths`` int64 ``(n,)``,
+    ``nan`` bool ``(n,)``: the series that hold a NaN (zeroed in ``data``; their entries are NaN)."""
+
+    def __init__(self, data: np.ndarray, lengths: np.ndarray, equal: bool, nan=None):
+        self.data, self.lengths, self.equal = data, lengths, equal
+        self.nan = np.zeros(len(data), dtype=bool) if nan is None else nan
+
+    @classmethod
+    def from_array(cls, data: np.ndarray, name: str, nan_padding: bool) -> "Dataset":
+        """A validated ``(n, L, D)`` array. With ``nan_padding`` (tslearn's convention for
+        variable lengths) trailing all-NaN time steps end a series; other NaNs mark the series."""
+        _pairwise.check_dataset_shapes(data.shape, None, x_name=name)
+        n, size = data.shape[:2]
+        lengths = np.full(n, size, dtype=np.int64)
+        if data.dtype.kind != "f":
+            return cls(data, lengths, True)
+        nan_steps = np.isnan(data).all(axis=2)  # (n, L)
+        if nan_padding:
+            lengths -= np.cumprod(nan_steps[:, ::-1], axis=1).sum(axis=1)
+            if n and lengths.min() < 1:
+                raise ValueError(f"{name}[{int(np.argmin(lengths))}] is all NaN: an empty series")
+        inside = np.arange(size)[None, :] < lengths[:, None]
+        nan = (np.isnan(data).any(axis=2) & inside).any(axis=1)
+        if nan_steps.any() or nan.any():
+            data = np.where(np.isnan(data), 0, data)
+        return cls(data, lengths, bool((lengths == size).all()), nan)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+
+def as_dataset(X, name: str) -> Dataset:
+    """An array ``(n, L, D)``, or a sequence of ``(L_i, D)`` arrays of possibly different lengths."""
+    if isinstance(X, (list, tuple)) and len(X) > 0:
+        series = [np.asarray(s) for s in X]
+        for k, s in enumerate(series):
+            if s.ndim != 2:
+                raise ValueError(f"{name}[{k}] must have shape (length, D), got {s.ndim} dimensions {s.shape}")
+            spec.check_dtype_kind(s.dtype.kind, f"{name}[{k}]")
+        if len({s.shape[1] for s in series}) > 1:
+            raise ValueError(f"the series of {name} must have the same number of features, got "
+                             f"{sorted({s.shape[1] for s in series})}")
+        lengths = np.array([s.shape[0] for s in series], dtype=np.int64)
+        if lengths.min() < 1:
+            raise ValueError(f"{name} holds empty series: {name}[{int(np.argmin(lengths))}] has length 0")
+        dtype = np.result_type(*series)
+        data = np.zeros((len(series), int(lengths.max()), series[0].shape[1]), dtype=dtype)
+        for k, s in enumerate(series):
+            data[k, :s.shape[0]] = s
+        equal = bool((lengths == lengths[0]).all())
+    else:
+        data = np.asarray(X)
+        spec.check_dtype_kind(data.dtype.kind, name)
+        return Dataset.from_array(data, name, nan_padding=True)
+    nan = np.array([np.isnan(s).any() if s.dtype.kind == "f" else False for s in series], dtype=bool)
+    return Dataset(np.where(np.isnan(data), 0, data) if nan.any() else data, lengths, equal, nan)
+
+
+def compute_dtype(*datasets: Dataset) -> np.dtype:
+    """float32 when every input is float32 or float16, else float64."""
+    return np.dtype(np.float32) if all(d.data.dtype in _LOW for d in datasets) else np.dtype(np.float64)
+
+
+def _gather_sqeuclidean(a, bt, ii, jj, out):  # pragma: no cover - compiled by numba
+    """``out[p, i, j] = sum_d (a[ii[p], i, d] - bt[jj[p], d, j]) ** 2`` (``bt`` is ``b`` transposed)."""
+    k_, n, m = out.shape
+    d_ = a.shape[2]
+    for p in range(k_):
+        x = a[ii[p]]
+        y = bt[jj[p]]
+        for i in range(n):
+            row = out[p, i]
+            for j in range(m):
+                row[j] = 0.0
+            for d in range(d_):
+                v = x[i, d]
+                yd = y[d]
+                for j in range(m):
+                    t = v - yd[j]
+                    row[j] += t * t
+
+
+@functools.lru_cache(maxsize=None)
+def numba_parts():
+    """``(gather, kernel)``: the compiled :func:`_gather_sqeuclidean` and the numba kernel module,
+    loaded on first use (``import softdtw.numpy`` stays free of numba and LLVM)."""
+    from numba import njit
+
+    from ..kernels import numba_cpu
+
+    return njit(cache=True, nogil=True)(_gather_sqeuclidean), numba_cpu
+
+
+class PairKernel:
+    """Soft-DTW values of chosen pairs ``(a_i, b_j)`` of two datasets, by the numba kernel.
+
+    The series are cast once to the compute dtype ``dtype``; bounds of the DP band are computed
+    once per distinct pair of lengths.
+    """
+
+    def __init__(self, a: Dataset, b: Dataset, gamma: float, constraint: spec.Constraint, dtype):
+        self.dtype = np.dtype(dtype)
+        self.a = np.ascontiguousarray(a.data, dtype=self.dtype)
+        self.bt = np.ascontiguousarray(np.swapaxes(b.data, 1, 2), dtype=self.dtype)  # (m, D, M)
+        self.la, self.lb = a.lengths, b.lengths
+        self.n_pad, self.m_pad = a.data.shape[1], b.data.shape[1]
+        self.gamma, self.constraint = gamma, constraint
+
+    def bounds(self, ii, jj):
+        """``lo, hi`` (int32 ``(k, N)``) of the pairs, from each distinct pair of lengths once."""
+        xl, yl = self.la[ii], self.lb[jj]
+        keys, inverse = np.unique(xl * (self.m_pad + 1) + yl, return_inverse=True)
+        lo, hi = spec.band_bounds(self.n_pad, self.m_pad, keys // (self.m_pad + 1), keys % (self.m_pad + 1),
+                                  self.constraint)
+        return lo[inverse.ravel()], hi[inverse.ravel()], xl.astype(np.int32), yl.astype(np.int32)
+
+    def cost(self, ii, jj) -> np.ndarray:
+        """The squared Euclidean costs ``(k, N, M)`` of the pairs, in the compute dtype."""
+        out = np.empty((len(ii), self.n_pad, self.m_pad), dtype=self.dtype)
+        numba_parts()[0](self.a, self.bt, np.ascontiguousarray(ii), np.ascontiguousarray(jj), out)
+        return out
+
+    def forward(self, ii, jj):
+        """``(value, r, aux, bounds)`` of the kernel's forward on the pairs ``(ii[p], jj[p])``."""
+        lo, hi, xl, yl = self.bounds(ii, jj)
+        value, r, aux = numba_parts()[1].forward(self.cost(ii, jj), self.gamma, xl, yl, lo, hi)
+        return value, r, aux, (xl, yl, lo, hi)
+
+    def values(self, ii, jj) -> np.ndarray:
+        return self.forward(ii, jj)[0]
+
+
+def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
+                   sakoe_chiba_radius=None, itakura_max_slope=None, chunk_size=None, progress: bool = False):
+    r"""Matrix of soft-DTW values (or divergences) between two datasets of time series.
+
+    .. math::
+
+        K_{ij} = \mathrm{sdtw}_\gamma(X_i, Y_j), \qquad \text{or with ``normalize=True``} \quad
+        K_{ij} = \mathrm{sdtw}_\gamma(X_i, Y_j)
+                 - \tfrac12 \left(\mathrm{sdtw}_\gamma(X_i, X_i) + \mathrm{sdtw}_\gamma(Y_j, Y_j)\right)
+
+    with the squared Euclidean cost. Equal to tslearn's ``cdist_soft_dtw`` (and, with
+    ``normalize=True``, ``cdist_soft_dtw_normalized``, the soft-DTW divergence).
+
+    Runs the numba CPU kernel on chunks of at most ``chunk_size`` pairs: memory is the result plus
+    O(chunk_size N M). With ``Y=None`` each unordered pair is computed once (and the diagonal),
+    then mirrored; with ``normalize=True`` the self terms are computed once per series (they are
+    the diagonal when ``Y`` is None).
+
+    Parameters
+    ----------
+    X : array_like, shape (n, N, D), or a sequence of n arrays of shapes (N_i, D)
+        A dataset of series; a sequence may hold series of different lengths, and, as in
+        tslearn, trailing all-NaN time steps of an array end a shorter series. Any other NaN
+        makes the entries of its series NaN.
+    Y : array_like, shape (m, M, D), or a sequence of arrays (M_j, D), optional
+        A second dataset; None compares ``X`` with itself (a symmetric matrix).
+    gamma : float > 0
+        Smoothing; smaller is closer to DTW.
+    normalize : bool
+        Return the soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
+    global_constraint, sakoe_chiba_radius, itakura_max_slope
+        Band constraint, as in tslearn 0.10 (see :func:`softdtw.spec.check_constraint`).
+    chunk_size : int >= 1, optional
+        Pairs per chunk; default: about 2**22 DP cells per chunk (1024 pairs at N = M = 64).
+    progress : bool
+        Show a tqdm progress bar over the pairs (needs ``pip install softdtw[progress]``).
+
+    Returns
+    -------
+    ndarray, shape (n, m) (or (n, n))
+        float32 when every input is float32 (or float16; computed in float32), else float64
+        (computed in float64 end to end).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[[0.0], [1.0]], [[1.0], [1.0]]])
+    >>> cdist_soft_dtw(X, gamma=0.01).round(3)
+    array([[ 0.   ,  0.993],
+           [ 0.993, -0.011]])
+    >>> cdist_soft_dtw(X, gamma=0.01, normalize=True).round(3)
+    array([[0.   , 0.999],
+           [0.999, 0.   ]])
+
+    References
+    ----------
+    M. Cuturi and M. Blondel, "Soft-DTW: a Differentiable Loss Function for Time-Series", ICML 2017.
+    M. Blondel, A. Mensch and J.-P. Vert, "Differentiable Divergences Between Time Series", AISTATS 2021.
+    """
+    gamma = spec.check_gamma(gamma)
+    constraint = spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
+    a = as_dataset(X, "X")
+    b = a if Y is None else as_dataset(Y, "Y")
+    _pairwise.check_dataset_shapes(a.shape, b.shape)
+    chunk = _pairwise.check_chunk_size(chunk_size, a.shape[1], b.shape[1])
+    return kernel_matrix(a, None if Y is None else b, gamma, constraint, compute_dtype(a, b),
+                         normalize=normalize, chunk_size=chunk, progress=progress)
+
+
+def kernel_matrix(a: Dataset, b: Dataset | None, gamma: float, constraint: spec.Constraint, dtype, *,
+                  normalize: bool, chunk_size: int, progress: bool) -> np.ndarray:
+    """The matrix of :func:`cdist_soft_dtw` from validated arguments (``b`` None: symmetric), by the
+    numba kernel in ``dtype`` (also the CPU fast path of ``softdtw.torch`` outside autograd)."""
+    pairs = [(a, a if b is None else b), (a, a), (b, b)]
+
+    def run(plan, which, bar):
+        kernel = PairKernel(*pairs[which], gamma, constraint, dtype)
+        out = np.empty((plan.n,) if plan.kind == "diagonal" else (plan.n, plan.m), dtype=dtype)
+        return _pairwise.fill(plan, kernel.values, out, bar)
+
+    out = _pairwise.pairwise_matrix(a.shape[0], pairs[0][1].shape[0], symmetric=b is None, normalize=normalize,
+                                    chunk_size=chunk_size, progress=progress, run=run,
+                                    diagonal=lambda out: np.diagonal(out).copy())
+    out[a.nan, :] = np.nan  # a NaN in a series makes its pairs NaN (as soft_dtw)
+    out[:, pairs[0][1].nan] = np.nan
+    return out
