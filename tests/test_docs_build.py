@@ -1,6 +1,7 @@
 """The documentation site builds with warnings as errors and documents every public name."""
 
 import importlib
+import re
 import pathlib
 import subprocess
 import sys
@@ -43,3 +44,26 @@ def test_rst_math_becomes_arithmatex_blocks():
         sys.path.pop(0)
     doc = "Text.\n\n.. math::\n\n    a = b\n    + c\n\nwhere :math:`a` is :func:`f`.\n"
     assert rst_to_markdown(doc) == "Text.\n\n$$\na = b\n+ c\n$$\n\nwhere $a$ is `f`."
+
+
+def python_blocks(page: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / page).read_text(), flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("page", ["index.md", "numpy.md", "torch.md", "migration.md"])
+def test_code_blocks_run_and_print_what_they_say(page, capsys):
+    """The python blocks of a page run in order in one namespace; a ``print(...)  # expected``
+    comment must match what the line printed."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    namespace: dict = {}
+    for block in python_blocks(page):
+        exec(compile(block, f"docs/{page}", "exec"), namespace)
+        printed = capsys.readouterr().out.splitlines()
+        expected = [line.split("#", 1)[1].split(":")[0].strip() for line in block.splitlines()
+                    if line.startswith("print(") and "#" in line]
+        assert len(printed) == len(expected), (printed, expected)
+        for out, exp in zip(printed, expected):
+            exp = exp.rstrip(".")  # "-2.500068..." means a prefix
+            assert out.startswith(exp) or " ".join(out.split()).startswith(" ".join(exp.split())), (page, out, exp)
+

@@ -109,3 +109,32 @@ def test_missing_matplotlib_names_the_extra():
              "except ImportError as e:\n    print(e)\n")
     assert r.returncode == 0, r.stderr
     assert "pip install softdtw[plot]" in r.stdout
+
+
+def test_benchmark_plot_draws_every_realization(tmp_path, monkeypatch, close_figures):
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "plot.py"
+    spec_ = importlib.util.spec_from_file_location("bench_plot", path)
+    bench_plot = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench_plot)
+    results = {"bench": "torch CPU", "dtype": "float32", "date": "today", "versions": {"torch": "x"},
+               "results": [{"size": [b, n, n, 2], "impl": impl, "fwd_s": t * b * n * n * 1e-9, "fwd_bwd_s": 2 * t * b * n * n * 1e-9}
+                           for b, n in ((64, 64), (8, 1024)) for impl, t in (("softdtw", 5.0), ("tslearn", 50.0))]}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    data = bench_plot.load(tmp_path / "r.json")
+    assert [r["cells"] for r in data["results"]][:3] == [64 * 64 * 64, 64 * 64 * 64, 8 * 1024 * 1024]
+    drawn = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, out, **kw):  # keep the figure's lines to check them
+        drawn.update({(ax.get_title(), ln.get_label()): ln.get_ydata() for ax in fig.axes for ln in ax.lines})
+        real_savefig(fig, out, **kw)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    bench_plot.draw(data, tmp_path / "img" / "bench.png")
+    assert (tmp_path / "img" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    np.testing.assert_allclose(drawn[("forward", "softdtw")], [5.0, 5.0])
+    np.testing.assert_allclose(drawn[("forward + backward", "tslearn")], [100.0, 100.0])
