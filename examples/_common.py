@@ -27,7 +27,7 @@ def forecasting_sizes(small: bool) -> dict:
     """Series, length and training length of the forecasting examples."""
     if small:
         return dict(n_train=96, n_test=32, length=48, epochs=100, hidden=64)
-    return dict(n_train=1000, n_test=200, length=100, epochs=300, hidden=128)
+    return dict(n_train=512, n_test=128, length=80, epochs=200, hidden=128)
 
 
 def pulse_series(n: int, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -342,8 +342,9 @@ def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_r
     ----------
     cost : array_like, shape (B, N, M) or (N, M)
     gamma : float > 0, or a 0-d JAX array
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -398,8 +399,9 @@ def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sak
     ----------
     cost : array_like, shape (B, N, M) or (N, M)
     gamma : float > 0, or a 0-d JAX array
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -448,8 +450,9 @@ def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, gl
     gamma : float > 0, or a 0-d JAX array
     dist_func : callable, optional
         A JAX function ``dist_func(x, y) -> (B, N, M)``. Default: squared Euclidean.
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional

@@ -238,8 +238,9 @@ def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_r
         Any real dtype; computed in float64.
     gamma : float > 0
         Smoothing; smaller is closer to DTW (the best path's total cost).
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -285,8 +286,9 @@ def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sak
     cost : array_like, shape (B, N, M) or (N, M)
         Any real dtype; computed in float64.
     gamma : float > 0
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -340,8 +342,9 @@ def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, gl
     dist_func : callable, optional
         ``dist_func(x, y)`` on float64 arrays (B, N, D), (B, M, D) returning (B, N, M).
         Default: squared Euclidean.
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -403,8 +406,9 @@ def soft_dtw_value_and_grad(x, y, gamma=1.0, *, normalize: bool = False, global_
     gamma : float > 0
     normalize : bool
         The soft-DTW divergence instead of soft-DTW.
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional

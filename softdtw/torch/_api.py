@@ -201,8 +201,9 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     dist_func : callable, optional
         ``dist_func(x, y) -> (B, N, M)``, differentiated by autograd; called on ``(x, x)`` and
         ``(y, y)`` too when ``normalize``. Default: squared Euclidean (:func:`sqeuclidean_cost`).
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -286,8 +287,9 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
     ----------
     cost : Tensor, shape (B, N, M) or (N, M)
     gamma : float > 0
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -338,8 +340,9 @@ def soft_dtw_alignment_from_cost(cost, gamma: float = 1.0, *, global_constraint=
     ----------
     cost : Tensor, shape (B, N, M) or (N, M)
     gamma : float > 0
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -392,8 +395,9 @@ def soft_dtw_alignment(x, y, gamma: float = 1.0, *, dist_func: Callable | None =
     gamma : float > 0
     dist_func : callable, optional
         ``dist_func(x, y) -> (B, N, M)``. Default: squared Euclidean.
-    global_constraint : {"sakoe_chiba", "itakura"} or None
-        Band of allowed cells, as in tslearn 0.10 (see docs/algorithm.md).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
     sakoe_chiba_radius : int, optional
         Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
     itakura_max_slope : float, optional
@@ -450,7 +454,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     dist_func : callable, optional
         ``dist_func(x, y)`` on (B, N, D), (B, M, D) returning (B, N, M), differentiated by
         autograd. Default: squared Euclidean (computed without a (B, N, M, D) tensor).
-    global_constraint : {"sakoe_chiba", "itakura"} or None
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"`` (tslearn 0.10's bands), or None for every cell.
     sakoe_chiba_radius : int, optional (default 1 when the band is "sakoe_chiba")
     itakura_max_slope : float, optional (default 2 when the band is "itakura")
 
