@@ -71,7 +71,7 @@ def hard_dtw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return r[:, n, m]
 
 
-def test_metrics(forecast: np.ndarray, truth: np.ndarray, gamma: float) -> dict:
+def evaluate(forecast: np.ndarray, truth: np.ndarray, gamma: float) -> dict:
     """Mean MSE, DTW and soft-DTW divergence (float64 reference) of a forecast over the test series."""
     import softdtw.numpy
 
@@ -119,7 +119,7 @@ def compare(description: str, losses: dict, fit, predict, figure: str, title: st
     for name, loss_fn in losses.items():
         model, history = fit(loss_fn, train_in, train_out, sizes, args.seed)
         forecasts[name] = np.asarray(predict(model, test_in))
-        metrics[name] = test_metrics(forecasts[name], test_out, gamma) | {"train_loss": history}
+        metrics[name] = evaluate(forecasts[name], test_out, gamma) | {"train_loss": history}
     plot_forecasts(args.out / figure, test_in, test_out, forecasts, title)
     report(args.out, metrics)
 
