@@ -1,17 +1,19 @@
 """softdtw.jax against ott-jax's SoftDTW on CPU, float32, side by side in one run.
 
-    python benchmarks/bench_jax.py [--reps 5] [--sizes 0,1,2,3,4]
+    python benchmarks/bench_jax.py [--reps 5] [--sizes 0,1,2,3,4] [--json PATH]
 
 Both are jitted; ott-jax's ``SoftDTW(gamma)`` is vmapped over the batch and differentiated by
 JAX through its scan. Compile time (first call) is reported apart from run time (best of
 ``--reps`` calls). Prints a markdown table: ns per cell (B * N * M) forward and forward+backward
-(value and gradient w.r.t. x and y), and the ratio ott-jax / softdtw.jax.
+(value and gradient w.r.t. x and y), and the ratio ott-jax / softdtw.jax. With --json, also
+writes the timings to a results file that ``benchmarks/plot.py`` draws.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import time
 
@@ -52,6 +54,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--sizes", default=",".join(str(i) for i in range(len(SIZES))))
+    ap.add_argument("--json", default=None, help="also write the timings to this results file (for benchmarks/plot.py)")
     args = ap.parse_args()
     try:
         import ott
@@ -67,6 +70,7 @@ def main() -> int:
     print(head)
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     ratios = []
+    records = []
     for i in (int(s) for s in args.sizes.split(",")):
         b, n, m, d = SIZES[i]
         rng = np.random.default_rng(0)
@@ -80,6 +84,8 @@ def main() -> int:
             cf, tf = timed(fwd, x, y, reps=args.reps)
             cb, tb = timed(fb, x, y, reps=args.reps)
             res[name] = (tf, tb)
+            records.append({"size": [b, n, m, d], "impl": name, "fwd_s": tf, "fwd_bwd_s": tb,
+                            "compile_fwd_s": cf, "compile_fwd_bwd_s": cb})
             print(f"| {b}, {n}, {m}, {d} | {name} | {tf / cells * 1e9:.2f} | {tb / cells * 1e9:.2f} | {cf:.2f} | {cb:.2f} |",
                   flush=True)
         if "ott-jax" in res:
@@ -90,6 +96,12 @@ def main() -> int:
         print("| --- | ---: | ---: |")
         for size, rf, rb in ratios:
             print(f"| {', '.join(map(str, size))} | {rf:.2f}x | {rb:.2f}x |")
+    if args.json:
+        meta = {"bench": "JAX CPU", "date": str(datetime.date.today()), "machine": platform.processor() or platform.machine(),
+                "versions": {"jax": jax.__version__, "ott-jax": ott_version}, "dtype": "float32", "gamma": GAMMA,
+                "repeat": args.reps}
+        with open(args.json, "w") as fh:
+            json.dump(meta | {"results": records}, fh, indent=1)
     return 0
 
 

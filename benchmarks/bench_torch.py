@@ -1,11 +1,12 @@
 """Benchmark the torch path on CPU against tslearn and pysdtw, side by side in one run.
 
-    python benchmarks/bench_torch.py [--sizes 64,64,64,8 32,256,256,8 ...] [--repeat 3] [--memory]
+    python benchmarks/bench_torch.py [--sizes 64,64,64,8 32,256,256,8 ...] [--repeat 3] [--memory] [--json PATH]
 
 Times forward and forward+backward in float32 (the loss of x (B, N, D) against y (B, M, D),
 default squared Euclidean cost, gamma = 1) and prints ns per DP cell (B N M), the ratio of each
 peer's time to ours, and with --memory the peak resident memory of forward+backward measured in
 a fresh process per case. Also prints the machine's exp throughput as a floor reference.
+With --json, also writes the timings to a results file that ``benchmarks/plot.py`` draws.
 Needs the ``bench`` extra (tslearn, pysdtw).
 """
 
@@ -152,6 +153,7 @@ def main():
     p.add_argument("--memory", action="store_true", help="also measure peak memory (fresh process per case)")
     p.add_argument("--memory-size", default="8,1024,1024,64")
     p.add_argument("--lengths", action="store_true", help="also time a variable-length batch (64, <=512, 8)")
+    p.add_argument("--json", default=None, help="also write the timings to this results file (for benchmarks/plot.py)")
     p.add_argument("--child-memory", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child_memory:
@@ -168,6 +170,7 @@ def main():
     print()
     print("| B,N,M,D | impl | fwd ns/cell | fwd+bwd ns/cell | fwd ratio (peer/ours) | fwd+bwd ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
+    records = []
     for size in sizes:
         cells = size[0] * size[1] * size[2]
         res = {}
@@ -182,6 +185,13 @@ def main():
             rfb = f"{fb / ours[1]:.1f}x" if ours and name != impls[0] else ""
             print(f"| {','.join(map(str, size))} | {name} | {f / cells * 1e9:.2f} | {fb / cells * 1e9:.2f} | {rf} | {rfb} |",
                   flush=True)
+            records.append({"size": list(size), "impl": name, "fwd_s": f, "fwd_bwd_s": fb})
+    if a.json:
+        meta = {"bench": "torch CPU", "date": str(datetime.date.today()), "machine": platform.processor() or platform.machine(),
+                "threads": torch.get_num_threads(), "versions": {"torch": torch.__version__, "numpy": np.__version__},
+                "dtype": "float32", "gamma": 1.0, "repeat": a.repeat}
+        with open(a.json, "w") as fh:
+            json.dump(meta | {"results": records}, fh, indent=1)
     if a.lengths:
         ratio, real = variable_lengths_ratio(a.repeat)
         print()

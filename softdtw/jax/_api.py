@@ -128,19 +128,27 @@ def _valid(n: int, m: int, batch: int, xl: _Lengths, yl: _Lengths, constraint):
 
 
 def sqeuclidean_cost(x, y):
-    r"""Squared Euclidean cost ``C[..., i, j] = sum_d (x[..., i, d] - y[..., j, d]) ** 2``.
+    r"""Squared Euclidean cost between the time steps of two series (or batches), in JAX.
+
+    .. math::
+
+        C_{ij} = \lVert x_i - y_j \rVert^2 = \sum_d (x_{id} - y_{jd})^2
+
+    with no factor 1/2 (tslearn's convention).
 
     Never forms a ``(..., N, M, D)`` array: the sum over features is written out (up to 32
-    features), else ``|x|^2 + |y|^2 - 2 x.y`` clamped at 0.
+    features), else :math:`\lVert x_i \rVert^2 + \lVert y_j \rVert^2 - 2 x_i \cdot y_j` clamped at 0.
 
     Parameters
     ----------
     x : jax.Array, shape (..., N, D)
     y : jax.Array, shape (..., M, D)
+        Floating arrays with the same leading dimensions.
 
     Returns
     -------
     jax.Array, shape (..., N, M)
+        In the promoted dtype of ``x`` and ``y``.
 
     Examples
     --------
@@ -318,17 +326,48 @@ def _prepare_cost(cost, gamma, kw):
 
 def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                        itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Soft-DTW of a cost matrix ``cost`` of shape (B, N, M) or (N, M), in JAX.
+    r"""Soft-DTW of a cost matrix (or a batch of them), in JAX.
 
-    Returns values of shape (B,) (0-d for one matrix), differentiable with respect to ``cost``
-    (the gradient is the expected alignment) and a traced ``gamma``. Other arguments as in
-    :func:`soft_dtw`.
+    .. math::
+
+        \mathrm{sdtw}_\gamma(C) = \min_{A \in \mathcal{A}_{N,M}}{}^{\gamma} \langle A, C \rangle
+        = -\gamma \log \sum_{A \in \mathcal{A}_{N,M}} e^{-\langle A, C \rangle / \gamma}
+
+    over the monotone alignment paths :math:`\mathcal{A}_{N,M}` from (1, 1) to (N, M),
+    computed by :math:`R_{ij} = C_{ij} + \min{}^\gamma(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1})`.
+    Differentiable (reverse mode, any order) with respect to ``cost`` (the gradient is the
+    expected alignment, :func:`soft_dtw_alignment_from_cost`) and a traced ``gamma``.
+
+    Parameters
+    ----------
+    cost : array_like, shape (B, N, M) or (N, M)
+    gamma : float > 0, or a 0-d JAX array
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-matrix lengths of padded batches: matrix ``b`` uses
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+
+    Returns
+    -------
+    jax.Array, shape (B,), or 0-d for one matrix
+        in the inputs' dtype: float64 (under ``jax_enable_x64``) computes in float64, float32 in
+        float32, float16/bfloat16 compute in float32 and return the input dtype, integer inputs
+        give the default float dtype.
 
     Examples
     --------
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> float(soft_dtw_from_cost(jnp.array([[5.0]]), gamma=1.0))
     5.0
+    >>> g = jax.grad(lambda c: soft_dtw_from_cost(c, gamma=1.0))(jnp.zeros((2, 2)))
+    >>> (3 * g).round().tolist()  # the expected alignment: 3 paths, all through the corners
+    [[3.0, 1.0], [1.0, 3.0]]
     """
     kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
               itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
@@ -344,10 +383,38 @@ def _alignment(cost, p):
 
 def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                                  itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    r"""Expected alignment :math:`E = \partial\,\mathrm{sdtw} / \partial C` and the value, in JAX.
+    r"""Expected alignment of a cost matrix and the soft-DTW value, in JAX: ``(alignment, value)``.
 
-    Returns ``(alignment, value)``: shapes (B, N, M) and (B,) (or (N, M) and 0-d). The alignment
-    is 0 outside a pair's lengths and band, and is itself differentiable (reverse mode).
+    .. math::
+
+        E = \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial C} = \sum_{A} p_\gamma(A)\, A,
+        \qquad p_\gamma(A) \propto e^{-\langle A, C \rangle / \gamma}
+
+    ``E[b, i, j]`` is the probability that a path drawn from the Gibbs distribution
+    :math:`p_\gamma` goes through cell (i, j): in [0, 1], 1 at the first and last cells, 0
+    outside a pair's lengths and band.
+    The alignment is itself differentiable (reverse mode).
+
+    Parameters
+    ----------
+    cost : array_like, shape (B, N, M) or (N, M)
+    gamma : float > 0, or a 0-d JAX array
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-matrix lengths of padded batches: matrix ``b`` uses
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+
+    Returns
+    -------
+    alignment : jax.Array, shape (B, N, M) or (N, M)
+    value : jax.Array, shape (B,) or 0-d
+        Both in the dtype of ``cost`` (see :func:`soft_dtw`).
 
     Examples
     --------
@@ -364,9 +431,42 @@ def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sak
 
 def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, global_constraint=None,
                        sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order), in JAX.
+    r"""Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order), in JAX.
 
-    Returns ``(alignment, value)`` of shapes (B, N, M) and (B,) (or (N, M) and 0-d).
+    .. math::
+
+        E = \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial C} = \sum_{A} p_\gamma(A)\, A,
+        \qquad p_\gamma(A) \propto e^{-\langle A, C \rangle / \gamma}
+
+    ``E[b, i, j]`` is the probability that a path drawn from the Gibbs distribution
+    :math:`p_\gamma` goes through cell (i, j): in [0, 1], 1 at the first and last cells, 0
+    outside a pair's lengths and band.
+    Here :math:`C = C(x, y)`, by default :math:`C_{ij} = \lVert x_i - y_j \rVert^2`.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, N, D) or (N, D)
+    y : array_like, shape (B, M, D) or (M, D)
+    gamma : float > 0, or a 0-d JAX array
+    dist_func : callable, optional
+        A JAX function ``dist_func(x, y) -> (B, N, M)``. Default: squared Euclidean.
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
+        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
+        May be traced (then without a band constraint).
+
+    Returns
+    -------
+    alignment : jax.Array, shape (B, N, M) or (N, M)
+    value : jax.Array, shape (B,) or 0-d
+        Both in the dtype of the inputs (see :func:`soft_dtw`).
 
     Examples
     --------

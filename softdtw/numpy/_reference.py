@@ -35,16 +35,26 @@ def _as_float64(a, name: str) -> np.ndarray:
 
 
 def sqeuclidean_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    r"""Squared Euclidean cost ``C[..., i, j] = sum_d (x[..., i, d] - y[..., j, d]) ** 2``.
+    r"""Squared Euclidean cost between the time steps of two series.
+
+    .. math::
+
+        C_{ij} = \lVert x_i - y_j \rVert^2 = \sum_d (x_{id} - y_{jd})^2
+
+    with no factor 1/2 (tslearn's convention).
+
+    Never forms an ``(..., N, M, D)`` array (one feature at a time).
 
     Parameters
     ----------
     x : ndarray, shape (..., N, D)
     y : ndarray, shape (..., M, D)
+        Real arrays with the same leading dimensions.
 
     Returns
     -------
     ndarray, shape (..., N, M)
+        In the result dtype of ``x`` and ``y``.
 
     Examples
     --------
@@ -212,15 +222,44 @@ def _prepare_cost(cost, gamma, kw):
 
 def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                        itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Soft-DTW of a cost matrix ``cost`` of shape (B, N, M) or (N, M).
+    r"""Soft-DTW of a cost matrix, or of a batch of them, in float64.
 
-    Returns float64 values of shape (B,) (0-d for one matrix). Other arguments as in :func:`soft_dtw`.
+    .. math::
+
+        \mathrm{sdtw}_\gamma(C) = \min_{A \in \mathcal{A}_{N,M}}{}^{\gamma} \langle A, C \rangle
+        = -\gamma \log \sum_{A \in \mathcal{A}_{N,M}} e^{-\langle A, C \rangle / \gamma}
+
+    over the monotone alignment paths :math:`\mathcal{A}_{N,M}` from (1, 1) to (N, M),
+    computed by :math:`R_{ij} = C_{ij} + \min{}^\gamma(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1})`.
+
+    Parameters
+    ----------
+    cost : array_like, shape (B, N, M) or (N, M)
+        Any real dtype; computed in float64.
+    gamma : float > 0
+        Smoothing; smaller is closer to DTW (the best path's total cost).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-matrix lengths of padded batches: matrix ``b`` uses
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+
+    Returns
+    -------
+    ndarray of float64, shape (B,), or 0-d for one matrix.
 
     Examples
     --------
     >>> import numpy as np
     >>> float(soft_dtw_from_cost(np.array([[5.0]]), gamma=1.0))
     5.0
+    >>> float(soft_dtw_from_cost(np.zeros((2, 2)), gamma=1.0).round(4))  # 3 paths of cost 0: -log 3
+    -1.0986
     """
     cost, p = _prepare_cost(cost, gamma, dict(global_constraint=global_constraint,
                                               sakoe_chiba_radius=sakoe_chiba_radius,
@@ -231,11 +270,38 @@ def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_r
 
 def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                                  itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    r"""Expected alignment :math:`E = \partial\,\mathrm{sdtw} / \partial C` and the value.
+    r"""Expected alignment of a cost matrix (the gradient of soft-DTW in the cost) and the value.
 
-    Returns ``(alignment, value)``: shapes (B, N, M) and (B,) (or (N, M) and 0-d).
-    ``alignment[b, i, j]`` is the probability that the Gibbs distribution over alignment
-    paths puts on cell (i, j); it is 0 outside a pair's lengths and band.
+    .. math::
+
+        E = \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial C} = \sum_{A} p_\gamma(A)\, A,
+        \qquad p_\gamma(A) \propto e^{-\langle A, C \rangle / \gamma}
+
+    ``E[b, i, j]`` is the probability that a path drawn from the Gibbs distribution
+    :math:`p_\gamma` goes through cell (i, j): in [0, 1], 1 at the first and last cells, 0
+    outside a pair's lengths and band.
+
+    Parameters
+    ----------
+    cost : array_like, shape (B, N, M) or (N, M)
+        Any real dtype; computed in float64.
+    gamma : float > 0
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-matrix lengths of padded batches: matrix ``b`` uses
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+
+    Returns
+    -------
+    alignment : ndarray of float64, shape (B, N, M) or (N, M)
+    value : ndarray of float64, shape (B,) or 0-d
+        As :func:`soft_dtw_from_cost`.
 
     Examples
     --------
@@ -255,17 +321,52 @@ def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sak
 
 def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, global_constraint=None,
                        sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order).
+    r"""Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order).
 
-    Returns ``(alignment, value)`` of shapes (B, N, M) and (B,) (or (N, M) and 0-d).
+    .. math::
+
+        E = \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial C} = \sum_{A} p_\gamma(A)\, A,
+        \qquad p_\gamma(A) \propto e^{-\langle A, C \rangle / \gamma}
+
+    ``E[b, i, j]`` is the probability that a path drawn from the Gibbs distribution
+    :math:`p_\gamma` goes through cell (i, j): in [0, 1], 1 at the first and last cells, 0
+    outside a pair's lengths and band.
+    Here :math:`C = C(x, y)`, by default :math:`C_{ij} = \lVert x_i - y_j \rVert^2`.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, N, D) or (N, D)
+    y : array_like, shape (B, M, D) or (M, D)
+        Any real dtype; computed in float64.
+    gamma : float > 0
+    dist_func : callable, optional
+        ``dist_func(x, y)`` on float64 arrays (B, N, D), (B, M, D) returning (B, N, M).
+        Default: squared Euclidean.
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
+        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
+
+    Returns
+    -------
+    alignment : ndarray of float64, shape (B, N, M) or (N, M)
+    value : ndarray of float64, shape (B,) or 0-d
 
     Examples
     --------
     >>> import numpy as np
-    >>> a, v = soft_dtw_alignment(np.array([[0.0], [1.0]]), np.array([[0.0], [1.0]]), gamma=0.01)
-    >>> a.round(3)
-    array([[1., 0.],
-           [0., 1.]])
+    >>> x = np.array([[0.0], [1.0], [2.0]]); y = np.array([[0.0], [2.0]])
+    >>> a, v = soft_dtw_alignment(x, y, gamma=0.1)
+    >>> a.round(3)  # the middle step of x is half with each step of y
+    array([[1. , 0. ],
+           [0.5, 0.5],
+           [0. , 1. ]])
     """
     x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
                                               sakoe_chiba_radius=sakoe_chiba_radius,
@@ -284,10 +385,44 @@ def _sqeuclidean_vjp(x, y, e):
 
 def soft_dtw_value_and_grad(x, y, gamma=1.0, *, normalize: bool = False, global_constraint=None,
                             sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Value and gradients w.r.t. ``x`` and ``y`` (squared Euclidean cost), in float64.
+    r"""Soft-DTW (or its divergence) and its gradients with respect to ``x`` and ``y``, in float64.
 
-    Returns ``(value, grad_x, grad_y)``; the gradients are those of each pair's own value
-    (of ``value.sum()`` for a batch). Gradients at padded positions are 0.
+    For the squared Euclidean cost, with :math:`E` the expected alignment
+    (:func:`soft_dtw_alignment`):
+
+    .. math::
+
+        \nabla_{x_i} \mathrm{sdtw}_\gamma(x, y) = 2 \sum_j E_{ij} (x_i - y_j), \qquad
+        \nabla_{y_j} \mathrm{sdtw}_\gamma(x, y) = 2 \sum_i E_{ij} (y_j - x_i)
+
+    With ``normalize=True``, the value and gradients of the divergence
+    :math:`\mathrm{sdtw}(x, y) - \tfrac12 (\mathrm{sdtw}(x, x) + \mathrm{sdtw}(y, y))`.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, N, D) or (N, D)
+    y : array_like, shape (B, M, D) or (M, D)
+        Any real dtype; computed in float64.
+    gamma : float > 0
+    normalize : bool
+        The soft-DTW divergence instead of soft-DTW.
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : array_like of int, shape (B,), optional
+        Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
+        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
+
+    Returns
+    -------
+    value : ndarray of float64, shape (B,) or 0-d
+    grad_x : ndarray of float64, shape of ``x``
+        Each pair's gradient of its own value (of ``value.sum()`` for a batch).
+    grad_y : ndarray of float64, shape of ``y``
 
     Examples
     --------
@@ -313,7 +448,39 @@ def soft_dtw_value_and_grad(x, y, gamma=1.0, *, normalize: bool = False, global_
 
 
 def soft_dtw_gamma_grad_from_cost(cost, gamma=1.0, **kw):
-    """d value / d gamma for a cost matrix (B, N, M); returns ``(value, gamma_grad)``."""
+    r"""Soft-DTW of a cost matrix and its derivative with respect to ``gamma``.
+
+    Since :math:`\min^\gamma(a) = \sum_p w_p a_p + \gamma \sum_p w_p \log w_p` with the softmin
+    weights :math:`w`,
+
+    .. math::
+
+        \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial \gamma}
+        = \sum_{i,j} E_{ij} \sum_{p} w_p(i, j) \log w_p(i, j)
+
+    with :math:`E` the expected alignment.
+
+    Parameters
+    ----------
+    cost : array_like, shape (B, N, M) or (N, M)
+        Any real dtype; computed in float64.
+    gamma : float > 0
+    **kw
+        ``global_constraint``, ``sakoe_chiba_radius``, ``itakura_max_slope``, ``x_lengths``,
+        ``y_lengths``, as in :func:`soft_dtw_from_cost`.
+
+    Returns
+    -------
+    value : ndarray of float64, shape (B,) or 0-d
+    gamma_grad : ndarray of float64, shape (B,) or 0-d
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v, g = soft_dtw_gamma_grad_from_cost(np.zeros((2, 2)), gamma=1.0)  # value -gamma log 3
+    >>> round(float(v), 4), round(float(g), 4)
+    (-1.0986, -1.0986)
+    """
     cost, p = _prepare_cost(cost, gamma, kw)
     fb = _run_cost(cost, p, p.x_lengths, p.y_lengths, grad=True)
     return _finish(p, fb.value), _finish(p, fb.gamma_grad)

@@ -126,9 +126,28 @@ class _SqEuclidean(torch.autograd.Function):
 
 
 def sqeuclidean_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r"""Squared Euclidean cost ``C[b, i, j] = sum_d (x[b, i, d] - y[b, j, d]) ** 2``.
+    r"""Squared Euclidean cost between the time steps of two batches of series, in PyTorch.
 
-    Differentiable in ``x`` and ``y`` without materialising a ``(B, N, M, D)`` tensor.
+    .. math::
+
+        C_{ij} = \lVert x_i - y_j \rVert^2 = \sum_d (x_{id} - y_{jd})^2
+
+    with no factor 1/2 (tslearn's convention).
+
+    Differentiable in ``x`` and ``y`` (to any order) without materialising a ``(B, N, M, D)``
+    tensor: a sum over features for D <= 2, else one batched matrix product
+    (:math:`\lVert x_i \rVert^2 + \lVert y_j \rVert^2 - 2 x_i \cdot y_j` after centring, clamped at 0).
+
+    Parameters
+    ----------
+    x : Tensor, shape (..., N, D)
+    y : Tensor, shape (..., M, D)
+        Floating tensors with the same leading dimensions, on one device.
+
+    Returns
+    -------
+    Tensor, shape (..., N, M)
+        In the promoted dtype of ``x`` and ``y``.
 
     Examples
     --------
@@ -343,39 +362,54 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
 
     .. math::
 
-        \mathrm{sdtw}_\gamma(x, y) = \min_{A}{}^{\gamma} \langle A, C(x, y) \rangle,
-        \qquad \min{}^\gamma(a) = -\gamma \log \sum_i e^{-a_i / \gamma}
+        \mathrm{sdtw}_\gamma(x, y) = \min_{A \in \mathcal{A}_{N,M}}{}^{\gamma} \langle A, C(x, y) \rangle,
+        \qquad \min{}^\gamma(a_1, \dots, a_n) = -\gamma \log \sum_i e^{-a_i / \gamma}
+
+    over the monotone alignment paths :math:`\mathcal{A}_{N,M}` from (1, 1) to (N, M), with
+    :math:`C(x, y)_{ij} = \lVert x_i - y_j \rVert^2` by default. With ``normalize=True``, the
+    divergence :math:`\mathrm{sdtw}(x, y) - \tfrac12 (\mathrm{sdtw}(x, x) + \mathrm{sdtw}(y, y))`.
+    CPU tensors run the numba kernel, CUDA tensors the Triton kernels, other devices a
+    pure-torch loop; all through the ``softdtw::forward`` / ``softdtw::backward`` custom ops.
 
     Parameters
     ----------
     x : Tensor (B, N, D) or (N, D), or a PackedSequence
-    y : Tensor (B, M, D) or (M, D), or a PackedSequence; may be an integer tensor
+    y : Tensor (B, M, D) or (M, D), or a PackedSequence
+        On the device of ``x``; may be an integer tensor.
     gamma : float > 0, or a one-element floating tensor
-        A tensor that requires grad gets ``d value / d gamma`` (gamma can be learned).
+        Smoothing; smaller is closer to DTW. A tensor that requires grad gets
+        ``d value / d gamma`` (gamma can be learned).
     normalize : bool
-        Soft-DTW divergence ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2``.
+        Soft-DTW divergence ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2`` (>= 0, 0 when x == y).
     dist_func : callable, optional
         ``dist_func(x, y) -> (B, N, M)``, differentiated by autograd; called on ``(x, x)`` and
-        ``(y, y)`` too when ``normalize``. Default: squared Euclidean.
-    global_constraint, sakoe_chiba_radius, itakura_max_slope
-        Band constraint (tslearn 0.10 semantics, see docs/algorithm.md).
-    x_lengths, y_lengths : int Tensor (B,), optional
-        Per-pair lengths of padded batches.
+        ``(y, y)`` too when ``normalize``. Default: squared Euclidean (:func:`sqeuclidean_cost`).
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : int Tensor or array_like, shape (B,), optional
+        Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
+        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
     second_order : bool
         Make the gradient differentiable (``create_graph=True``: double backward,
         Hessian-vector products). Keeps the cost matrix for the backward (one more float per
         cell) and differentiates a pure-torch recomputation there; off by default.
     memory : {"full", "checkpoint"}
-        ``"checkpoint"`` keeps only every ``sqrt(N + M)``-th pair of DP diagonals and
-        recomputes the rest in the backward: O(B sqrt(N + M) N) memory instead of O(B N M),
-        and with the default cost no cost matrix either (N = M = 32768 fits in a few hundred
-        MB). The same values as ``"full"`` to rounding, computed by the slower pure-torch
-        sweep (one group of torch operations per diagonal).
+        ``"checkpoint"`` keeps only every ``sqrt(N)``-th DP row (CPU; every ``sqrt(N + M)``-th
+        pair of diagonals elsewhere) and recomputes the rest in the backward: O(B sqrt(N) M)
+        memory instead of O(B N M), and with the default cost no cost matrix either
+        (N = M = 32768 runs in 0.2 GB). The same values as ``"full"`` to rounding; slower.
 
     Returns
     -------
-    Tensor (B,) (0-d for one pair), on the input's device, in the input's floating dtype
-    (float16/bfloat16 inputs are computed in float32).
+    Tensor, shape (B,), or 0-d for one pair
+        in the input's floating dtype, on its device: float64 computes in float64, float32 in
+        float32, float16/bfloat16 compute in float32 and return the input dtype, integer inputs
+        give float32.
 
     Examples
     --------
@@ -434,14 +468,54 @@ def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_ma
 def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                        itakura_max_slope=None, x_lengths=None, y_lengths=None,
                        second_order: bool = False, memory: str = "full") -> torch.Tensor:
-    """Soft-DTW of a cost matrix ``(B, N, M)`` (or ``(N, M)``), differentiable in ``cost``
-    (twice with ``second_order=True``; ``memory="checkpoint"``: see :func:`soft_dtw`).
+    r"""Soft-DTW of a cost matrix (or a batch of them), differentiable in ``cost``.
+
+    .. math::
+
+        \mathrm{sdtw}_\gamma(C) = \min_{A \in \mathcal{A}_{N,M}}{}^{\gamma} \langle A, C \rangle
+        = -\gamma \log \sum_{A \in \mathcal{A}_{N,M}} e^{-\langle A, C \rangle / \gamma}
+
+    over the monotone alignment paths :math:`\mathcal{A}_{N,M}` from (1, 1) to (N, M),
+    computed by :math:`R_{ij} = C_{ij} + \min{}^\gamma(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1})`.
+    The gradient with respect to ``cost`` is the expected alignment
+    (:func:`soft_dtw_alignment_from_cost`).
+
+    Parameters
+    ----------
+    cost : Tensor, shape (B, N, M) or (N, M)
+    gamma : float > 0, or a one-element floating tensor (learnable when it requires grad)
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : int Tensor or array_like, shape (B,), optional
+        Per-matrix lengths of padded batches: matrix ``b`` uses
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+    second_order : bool
+        Differentiable gradient (double backward), see :func:`soft_dtw`.
+    memory : {"full", "checkpoint"}
+        The low-memory backward of :func:`soft_dtw` (``R`` only; the cost is the input).
+
+    Returns
+    -------
+    Tensor, shape (B,), or 0-d for one matrix
+        in the input's floating dtype, on its device: float64 computes in float64, float32 in
+        float32, float16/bfloat16 compute in float32 and return the input dtype, integer inputs
+        give float32.
 
     Examples
     --------
     >>> import torch
     >>> soft_dtw_from_cost(torch.tensor([[1.0, 2.0], [3.0, 1.0]]), gamma=1e-3)
     tensor(2.)
+    >>> c = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    >>> soft_dtw_from_cost(c, gamma=1.0).backward()  # the gradient is the expected alignment
+    >>> (c.grad * 3).round()  # 3 paths: (0,0)-(1,1), via (0,1), via (1,0)
+    tensor([[3., 1.],
+            [1., 3.]], dtype=torch.float64)
     """
     cost, (gamma, gamma_t), batched, band, xl, yl, out = _prepare_cost(
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
@@ -452,9 +526,38 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
 
 def soft_dtw_alignment_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sakoe_chiba_radius=None,
                                  itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Expected alignment ``d value / d cost`` and the value: ``(alignment, value)``.
+    r"""Expected alignment of a cost matrix and the soft-DTW value: ``(alignment, value)``.
 
-    Shapes ``(B, N, M)`` and ``(B,)``; not part of the autograd graph.
+    .. math::
+
+        E = \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial C} = \sum_{A} p_\gamma(A)\, A,
+        \qquad p_\gamma(A) \propto e^{-\langle A, C \rangle / \gamma}
+
+    ``E[b, i, j]`` is the probability that a path drawn from the Gibbs distribution
+    :math:`p_\gamma` goes through cell (i, j): in [0, 1], 1 at the first and last cells, 0
+    outside a pair's lengths and band.
+    Not part of the autograd graph (use ``soft_dtw_from_cost(...).backward()`` for that).
+
+    Parameters
+    ----------
+    cost : Tensor, shape (B, N, M) or (N, M)
+    gamma : float > 0
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : int Tensor or array_like, shape (B,), optional
+        Per-matrix lengths of padded batches: matrix ``b`` uses
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+
+    Returns
+    -------
+    alignment : Tensor, shape (B, N, M) or (N, M)
+    value : Tensor, shape (B,) or 0-d
+        Both in the floating dtype of ``cost`` (see :func:`soft_dtw`), on its device.
 
     Examples
     --------
@@ -474,7 +577,42 @@ def soft_dtw_alignment_from_cost(cost, gamma: float = 1.0, *, global_constraint=
 
 def soft_dtw_alignment(x, y, gamma: float = 1.0, *, dist_func: Callable | None = None, global_constraint=None,
                        sakoe_chiba_radius=None, itakura_max_slope=None, x_lengths=None, y_lengths=None):
-    """Expected alignment between ``x`` and ``y`` and the value: ``(alignment, value)`` (tslearn's order).
+    r"""Expected alignment between ``x`` and ``y`` and the soft-DTW value (tslearn's order).
+
+    .. math::
+
+        E = \frac{\partial\, \mathrm{sdtw}_\gamma(C)}{\partial C} = \sum_{A} p_\gamma(A)\, A,
+        \qquad p_\gamma(A) \propto e^{-\langle A, C \rangle / \gamma}
+
+    ``E[b, i, j]`` is the probability that a path drawn from the Gibbs distribution
+    :math:`p_\gamma` goes through cell (i, j): in [0, 1], 1 at the first and last cells, 0
+    outside a pair's lengths and band.
+    Here :math:`C = C(x, y)`, by default :math:`C_{ij} = \lVert x_i - y_j \rVert^2`. Not part of
+    the autograd graph.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, N, D) or (N, D)
+    y : Tensor, shape (B, M, D) or (M, D)
+    gamma : float > 0
+    dist_func : callable, optional
+        ``dist_func(x, y) -> (B, N, M)``. Default: squared Euclidean.
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"``: the band of allowed cells, as in tslearn 0.10
+        (see docs/algorithm.md). Default None: every cell.
+    sakoe_chiba_radius : int, optional
+        Radius of the Sakoe-Chiba band (default 1; giving it alone selects that band).
+    itakura_max_slope : float, optional
+        Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
+    x_lengths, y_lengths : int Tensor or array_like, shape (B,), optional
+        Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
+        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
+
+    Returns
+    -------
+    alignment : Tensor, shape (B, N, M) or (N, M)
+    value : Tensor, shape (B,) or 0-d
+        Both in the floating dtype of the inputs (see :func:`soft_dtw`), on their device.
 
     Examples
     --------
@@ -519,7 +657,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     dist_func : callable, optional
         ``dist_func(x, y)`` on (B, N, D), (B, M, D) returning (B, N, M), differentiated by
         autograd. Default: squared Euclidean (computed without a (B, N, M, D) tensor).
-    global_constraint : {"sakoe_chiba", "itakura"} or None
+    global_constraint : str or None
+        ``"sakoe_chiba"`` or ``"itakura"`` (tslearn 0.10's bands), or None for every cell.
     sakoe_chiba_radius : int, optional (default 1 when the band is "sakoe_chiba")
     itakura_max_slope : float, optional (default 2 when the band is "itakura")
     second_order : bool
@@ -581,7 +720,27 @@ class SoftDTWLossPyTorch(torch.nn.Module):
         _mode(memory, second_order, None)
 
     def forward(self, x, y, x_lengths=None, y_lengths=None) -> torch.Tensor:
-        """Per-pair losses (B,) for x (B, N, D) and y (B, M, D); no reduction."""
+        """Per-pair losses for a batch; no reduction (take ``.mean()`` for a scalar loss).
+
+        Parameters
+        ----------
+        x : Tensor (B, N, D) or a PackedSequence
+        y : Tensor (B, M, D) or a PackedSequence
+        x_lengths, y_lengths : int Tensor (B,), optional
+            Per-pair lengths of padded batches (see :func:`soft_dtw`).
+
+        Returns
+        -------
+        Tensor, shape (B,)
+            :func:`soft_dtw` with this module's settings, in the inputs' floating dtype.
+
+        Examples
+        --------
+        >>> import torch
+        >>> loss = SoftDTWLossPyTorch(gamma=1.0)
+        >>> loss(torch.zeros(2, 1, 1), torch.tensor([[[1.0]], [[2.0]]]))
+        tensor([1., 4.])
+        """
         return soft_dtw(x, y, self.gamma, normalize=self.normalize, dist_func=self.dist_func,
                         global_constraint=self.global_constraint, sakoe_chiba_radius=self.sakoe_chiba_radius,
                         itakura_max_slope=self.itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths,
