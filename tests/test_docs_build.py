@@ -55,10 +55,12 @@ def test_code_blocks_run_and_print_what_they_say(page, capsys):
     """The python blocks of a page run in order in one namespace; a ``print(...)  # expected``
     comment must match what the line printed."""
     pytest.importorskip("torch")
-    pytest.importorskip("jax")
+    jax = pytest.importorskip("jax")
     namespace: dict = {}
     for block in python_blocks(page):
-        exec(compile(block, f"docs/{page}", "exec"), namespace)
+        # as a reader runs them: JAX's default float32 (tests/test_jax.py turns x64 on globally)
+        with jax.enable_x64(False):
+            exec(compile(block, f"docs/{page}", "exec"), namespace)
         printed = capsys.readouterr().out.splitlines()
         expected = [line.split("#", 1)[1].split(":")[0].strip() for line in block.splitlines()
                     if line.startswith("print(") and "#" in line]
