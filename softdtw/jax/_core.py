@@ -147,7 +147,8 @@ def _make_vjp(src: _Source):
 
     ``constant``: gamma given as a Python float by the caller, passed as a 0-d array (so that one
     compilation serves every gamma) whose cotangent is not formed (it is a constant to the caller);
-    ``traced``: gamma a traced 0-d array, with its gradient.
+    ``traced``: gamma a traced 0-d array, with its gradient. Both are jitted, so that calls outside
+    ``jax.jit`` (and the transformations of them) reuse one compilation per shape.
     """
 
     def shape_of(ops):
@@ -172,7 +173,7 @@ def _make_vjp(src: _Source):
         f.defvjp(fwd, bwd)
         return f
 
-    constant, traced = make(False), make(True)
+    constant, traced = jax.jit(make(False)), jax.jit(make(True))
 
     def run(ops, gamma, kt, it):
         if isinstance(gamma, float):
