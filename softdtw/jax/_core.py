@@ -13,7 +13,9 @@ Two differentiable maps share one forward and one backward scan:
 Each is a ``jax.custom_vjp``:
 
 * forward: a ``lax.scan`` over the anti-diagonals driving :func:`softdtw.spec.forward_step`,
-  storing the DP diagonals ``r_0 .. r_{N+M-2}`` (the last two stay in the carry);
+  storing the DP diagonals ``r_0 .. r_{N+M-2}`` (the last two stay in the carry), each relative
+  to a per-pair offset (the minimum of the diagonal before it) so that float32 keeps the
+  differences the softmin weights are made of however large ``R`` grows;
 * backward: a reverse ``lax.scan`` that rebuilds each diagonal's softmin weights from the stored
   ``R`` (:func:`softdtw.spec.diagonal_weights`) and pulls the alignment back with
   :func:`softdtw.spec.backward_step`; the cotangent of a traced ``gamma`` is
