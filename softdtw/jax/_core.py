@@ -13,7 +13,9 @@ Two differentiable maps share one forward and one backward scan:
 Each is a ``jax.custom_vjp``:
 
 * forward: a ``lax.scan`` over the anti-diagonals driving :func:`softdtw.spec.forward_step`,
-  storing the DP diagonals ``r_0 .. r_{N+M-2}`` (the last two stay in the carry);
+  storing the DP diagonals ``r_0 .. r_{N+M-2}`` (the last two stay in the carry), each relative
+  to a per-pair offset (the minimum of the diagonal before it) so that float32 keeps the
+  differences the softmin weights are made of however large ``R`` grows;
 * backward: a reverse ``lax.scan`` that rebuilds each diagonal's softmin weights from the stored
   ``R`` (:func:`softdtw.spec.diagonal_weights`) and pulls the alignment back with
   :func:`softdtw.spec.backward_step`; the cotangent of a traced ``gamma`` is
@@ -61,36 +63,58 @@ def _take_rows(d, it):
     return jnp.take_along_axis(d, it[:, None], axis=1)[:, 0]
 
 
+def _offset(d):
+    """Per pair, the minimum of the diagonal ``d`` (0 where every entry is +inf): a constant offset."""
+    mu = jnp.min(d, axis=-1)
+    return lax.stop_gradient(jnp.where(jnp.isfinite(mu), mu, jnp.zeros_like(mu)))
+
+
+def _compensated_add(total, comp, x):
+    """Kahan summation: ``total - comp`` is the running sum after adding ``x``."""
+    y = x - comp
+    t = total + y
+    return t, (t - total) - y
+
+
 def _scan_forward(src: _Source, ops, shape, gamma, kt, it, store: bool):
     """Run the forward recursion; returns ``(value, stored, r_last2)``.
 
-    ``shape = (K, B, N)``. ``stored`` (only when ``store``) holds the DP diagonals
-    ``r_0 .. r_{N+M-2}`` with shape ``(K, B, N + 1)``; ``r_last2`` is ``r_{N+M-1}``.
+    ``shape = (K, B, N)``. Diagonal ``k`` is kept relative to a per-pair offset,
+    ``R[k] = o_k + r_k`` with ``o_k = o_{k-1} + mu_k = min R[k-1]`` and ``mu_k = min r_{k-1}``,
+    so the stored values stay small and float32 keeps their differences (the softmin weights)
+    accurate however large ``R`` grows. Step ``k`` forms the softmin of
+    ``r_{k-2} - mu_{k-1}`` and ``r_{k-1}`` (both relative to ``o_{k-1}``), adds the cost and
+    subtracts ``mu_k``. ``stored`` (only when ``store``) is ``(r_{k0}, mu_{k0+1})`` for each step
+    ``k0 = k - 2``, of shapes ``(K, B, N + 1)`` and ``(K, B)``; ``r_last2`` is ``r_{N+M-1}``.
+    The offsets carry no gradient (``R[k] - o_k`` has the derivatives of ``R[k]``); their running
+    sum is compensated.
     """
     k_diags, batch, n, dtype = shape
     like = jnp.zeros((batch, n + 1), dtype)
     d0, d1 = spec.boundary_diagonals(jnp, like)
+    zero = jnp.zeros((batch,), dtype)
     full = kt is None
-    val0 = None if full else jnp.zeros((batch,), dtype)
 
     def body(carry, k0):
-        d2, d1, val = carry
-        d = spec.forward_step(jnp, d2, d1, src.diag(ops, k0), gamma)
+        d2, d1, mu1, total, comp, val = carry
+        mu = _offset(d1)
+        d = spec.forward_step(jnp, d2 - mu1[:, None], d1, src.diag(ops, k0), gamma) - mu[:, None]
+        total, comp = _compensated_add(total, comp, mu)
         if not full:
-            val = jnp.where(kt == k0 + 2, _take_rows(d, it), val)
-        return (d1, d, val), (d2 if store else None)
+            val = jnp.where(kt == k0 + 2, total + (_take_rows(d, it) - comp), val)
+        return (d1, d, mu, total, comp, val), ((d2, mu1) if store else None)
 
     ks = jnp.arange(k_diags, dtype=jnp.int32)
-    (r_last2, r_last, val), stored = lax.scan(body, (d0, d1, val0), ks)
+    (r_last2, r_last, _, total, comp, val), stored = lax.scan(body, (d0, d1, zero, zero, zero, zero), ks)
     if full:
-        val = r_last[:, n]
+        val = total + (r_last[:, n] - comp)
     return val, stored, r_last2
 
 
 def _scan_backward(src: _Source, ops, stored, r_last2, gamma, g, kt, it, want_gamma: bool):
     """Reverse scan; returns ``(cotangents of ops, grad_gamma or None)``."""
-    k_diags, batch, n1 = stored.shape
-    dtype = stored.dtype
+    k_diags, batch, n1 = stored[0].shape
+    dtype = stored[0].dtype
     rows = jnp.arange(n1, dtype=jnp.int32)
     zeros = jnp.zeros((batch, n1), dtype)
     if kt is None:
@@ -102,10 +126,10 @@ def _scan_backward(src: _Source, ops, stored, r_last2, gamma, g, kt, it, want_ga
 
     def body(carry, xs):
         e1, e2, w1, w2, r_km1, gacc, gstate = carry
-        r_km2, k0 = xs
+        (r_km2, mu1), k0 = xs
         seed = jnp.where((kt_ == k0 + 2)[:, None], seed_vec, zeros)
         e = spec.backward_step(jnp, e1, e2, w1, w2, seed)
-        w = spec.diagonal_weights(jnp, r_km2, r_km1, gamma)
+        w = spec.diagonal_weights(jnp, r_km2 - mu1[:, None], r_km1, gamma)
         if want_gamma:
             gacc = gacc + e * spec.neg_entropy(jnp, *w)
         gstate, ys = src.grad_step(ops, gstate, k0, e[:, 1:])
@@ -125,7 +149,8 @@ def _make_vjp(src: _Source):
 
     ``constant``: gamma given as a Python float by the caller, passed as a 0-d array (so that one
     compilation serves every gamma) whose cotangent is not formed (it is a constant to the caller);
-    ``traced``: gamma a traced 0-d array, with its gradient.
+    ``traced``: gamma a traced 0-d array, with its gradient. Both are jitted, so that calls outside
+    ``jax.jit`` (and the transformations of them) reuse one compilation per shape.
     """
 
     def shape_of(ops):
@@ -150,7 +175,7 @@ def _make_vjp(src: _Source):
         f.defvjp(fwd, bwd)
         return f
 
-    constant, traced = make(False), make(True)
+    constant, traced = jax.jit(make(False)), jax.jit(make(True))
 
     def run(ops, gamma, kt, it):
         if isinstance(gamma, float):
