@@ -47,3 +47,17 @@ def test_alignment_example(tmp_path):
     mass = [metrics["path_mass"][g] for g in ("0.01", "0.1", "1.0", "10.0")]
     # the expected alignment concentrates on the hard DTW path as gamma decreases
     assert all(a > b for a, b in zip(mass, mass[1:])), mass
+
+
+def test_barycenters_example(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("scipy")
+    metrics = run_example("barycenters.py", tmp_path)
+    assert_png(tmp_path / "barycenters.png")
+    assert len(metrics) == 3
+    for per_gamma in metrics.values():
+        for gamma, m in per_gamma.items():
+            # the barycenter improves on the Euclidean mean it started from; at gamma = 0.1 (close
+            # to DTW, where the mean's blur costs most) by a clear margin
+            margin = 0.02 * abs(m["objective_at_mean"]) if gamma == "0.1" else 0.0
+            assert m["objective_at_barycenter"] < m["objective_at_mean"] - margin, (gamma, m)
