@@ -8,45 +8,74 @@ second, so tiny sizes only). Triton is imported on the first call, not on import
 
 Design
 ------
-* One persistent launch per direction. A program owns ``PAIRS`` pairs (a ``[PAIRS, BLOCK]`` block
-  of lanes: pair x row) and loops over the anti-diagonals ``k0 = i0 + j0`` (0-based cells) inside the
-  kernel; each diagonal is processed in chunks of ``BLOCK`` rows, so N and M are unbounded. The
-  predecessors of a cell are read back from the stored ``r`` (global memory) and the diagonals are
-  separated by ``tl.debug_barrier()``. Many short pairs: ``PAIRS > 1`` packs several pairs per
-  program; few long pairs: ``PAIRS = 1`` and a wide ``BLOCK`` (a program per pair, any length).
+* One persistent launch per direction, a loop over the anti-diagonals ``k0 = i0 + j0`` (0-based
+  cells) inside the kernel; each diagonal is processed in chunks of ``BLOCK`` rows, so N and M are
+  unbounded. The predecessors of a cell are read back from the stored ``r`` (global memory) and
+  the diagonals of a program are separated by ``tl.debug_barrier()``. Two schedules
+  (:func:`_schedule` chooses; ``block=``, ``pairs=``, ``strips=`` override):
+
+  - *pairs* (many pairs, or short ones): a program owns ``PAIRS`` pairs, a ``[PAIRS, BLOCK]``
+    block of lanes (pair x row), and runs their whole diagonals; ``PAIRS = 1`` with up to 1024
+    lanes when the pairs are long but numerous enough to fill the GPU. Programs take the pairs
+    sorted by length (``order``) so that a program's loop bounds waste little.
+  - *strips* (few long pairs: fewer than half as many pairs as SMs, ``N, M >= 256``): ``S``
+    programs per pair (``B S <= SMs``), program ``s`` owning the columns ``[s W, (s + 1) W)``.
+    All strips run the same global diagonal sequence, each its own part of a diagonal, in a
+    pipelined wavefront: before diagonal ``k`` strip ``s`` waits until strip ``s - 1`` has
+    published (an int32 progress flag, atomic release; read with acquire by one thread and
+    broadcast through a CTA barrier) that it has finished diagonal ``k - 1``, whose left-column
+    cells it reads from ``r``. Flags are published every ``_SYNC`` diagonals, so a strip trails
+    its left neighbour by 1 to ``_SYNC`` diagonals and the launch takes about
+    ``N + M + S _SYNC`` diagonal steps of ``W`` cells. The backward is the mirror: strip ``s``
+    waits for strip ``s + 1`` to have finished diagonal ``k + 1``. A program's id is taken from
+    an atomic start counter, in the order strips are waited on (reversed in the backward), so a
+    program only ever waits on programs that have already started and themselves only wait on
+    lower ids: the waits end whatever the number of co-resident programs. Triton's interpreter
+    runs programs one after another in id order, so it runs this exact code with every wait
+    satisfied at once (``MAXSPIN = 1`` there turns a wait that is not into an error).
 * Only the cells of each pair's band are visited: the row range of every (pair, diagonal)
   is computed once from ``lo``/``hi`` (``_diagonal_rows``, O(B (N + M))), the chunk loop covers
-  that range only (band work O(B N w)), and every cell is masked by its row's ``[lo, hi)``.
-  Cells outside are never read, written or computed (``r`` holds garbage there, ``grad_cost`` is 0).
+  that range only (intersected with the strip's columns; band work O(B N w)), and every cell is
+  masked by its row's ``[lo, hi)``. Cells outside are never read, written or computed (``r``
+  holds garbage there, ``grad_cost`` is 0); strips beyond a pair's ``y_len`` exit at once.
 * Softmin in base 2 with the minimum factored out: the three inputs are sorted (min, median,
   max), ``softmin = m - gamma ln2 log2(1 + 2^{(m - med) s} + 2^{(m - max) s})`` with
   ``s = log2(e) / gamma``: 2 exp2 + 1 log2 per cell; every exponent is <= 0.
 * Offsets (float32 accuracy at large N): ``r`` stores ``R - off[k0]`` where ``off[k0]`` is the
-  minimum of diagonal ``k0 - 1`` (``off`` accumulated in float64 inside the forward). ``aux``
-  ``(B, N + M - 1)`` holds ``delta[k0] = off[k0] - off[k0 - 1]``, which is all the backward needs
-  to put the three predecessors of a cell in one frame; the value is ``r + off`` in float64.
+  minimum of diagonal ``k0 - 1`` (``off`` accumulated in float64 inside the forward); ``aux`` holds
+  ``delta[k0] = off[k0] - off[k0 - 1]``, all the backward needs to put the three predecessors of a
+  cell in one frame; the value is ``r + off`` in float64. In the strip schedule the minimum is
+  the strip's own (a global one would need every strip to finish each diagonal first): ``aux``
+  holds per strip its ``N + W - 1`` deltas and, per row, the frame correction ``e`` between the
+  left neighbour's frame and its own for the two predecessors in the left neighbour's last
+  column (from the neighbour's float64 offsets, exchanged through an ``(B, S + 1, N)`` float64
+  buffer). :func:`aux_shape` is a function of the shapes only: wide enough for whatever the
+  automatic choice can pick on any GPU (``B S <= 256``), so ``aux`` is ``(B, N + M - 1)`` for
+  many pairs and at most ``(B, 2 S (N + W))`` floats (a few % of ``r``) for few long ones.
 * Backward in pull form, propagating ``G = grad_value * E`` (the recursion is linear, so the
   scaling is fused and the terminal seed is ``grad_value``). Each cell's softmin weights are
   recomputed once, from its stored predecessors exactly as the forward formed them (2 exp2, one
   reciprocal); the products ``G * w_p`` a cell sends to its three predecessors go to a ring of
-  three diagonals of scratch, ``(B, 3, 3, N + 1)`` floats; ``grad_cost`` receives ``G`` at the used
-  cells. ``grad_gamma = sum G * sum_p w_p ln w_p`` (1 extra log2 per cell, only when asked),
-  accumulated in float64.
+  three diagonals of scratch (``(B, 3, 3, N + 1)`` floats by row; per strip ``(3, 3, W)`` by
+  column, and the products sent across a strip boundary to a ``(B, S + 1, 2, N)`` buffer);
+  ``grad_cost`` receives ``G`` at the used cells. ``grad_gamma = sum G * sum_p w_p ln w_p``
+  (1 extra log2 per cell, only when asked), accumulated in float64 (per strip, summed on the host).
 * Compute dtype: float32 or float64 (the dtype of ``cost``; float16/bfloat16 are upcast to float32).
 * NaN in a pair's cost gives NaN for that pair only (the minimum propagates NaN, as spec.softmin).
 
 Status and open problems
 ------------------------
-* Verified under the interpreter against the float64 reference (tests/test_kernel_triton.py) and
-  compiled to cubin for sm_80/sm_90 without a GPU; not yet run or timed on a GPU.
-* Long pairs: one program per pair is correct for any length but leaves most SMs idle when B is
-  small (B = 1, N = 16384 runs on one SM). The planned cooperative schedule: S programs per pair,
-  each owning a row segment, in a wavefront (segment s runs diagonal k once segment s - 1 has
-  published diagonal k - 1 through a per-segment progress counter, acquire/release atomics,
-  L1-bypassing loads of the neighbour's boundary row; in the backward the order is reversed and
-  the boundary products go to an O(B S (N + M)) buffer so that no segment waits on a slower one).
-  Programs wait only on lower program ids, so the interpreter (sequential programs) can run it.
-  Per-segment offsets replace the per-diagonal minimum there.
+* Verified without a GPU: every path against the float64 reference in the interpreter
+  (tests/test_kernel_triton.py: values, gradients, d/dgamma, both schedules, N != M, N = 1,
+  M = 1, strips wider and narrower than BLOCK, empty strips, bands, variable lengths, float32 and
+  float64, gamma 1e-3..10), and every kernel compiled to cubin for sm_80/sm_90. The interpreter
+  runs programs sequentially, so it checks the strip schedule's arithmetic, frames, boundary
+  exchange and wait targets, but not its concurrency.
+* Not yet run on a GPU: the real concurrency of the strip schedule (that the release/acquire
+  flags and the ``.cg`` loads make a neighbour's ``r``, frames and products visible, with no
+  stale L1 line; ``test_cuda_strips_deterministic`` repeats a run to catch races), the
+  spin-wait's cost, and all timings. The thresholds of the automatic choice (``_STRIP_*``,
+  ``_SYNC``, strips of >= 128 columns) are untuned guesses.
 * Speed: predecessors are re-read from ``r`` in global memory (L1/L2) every diagonal; when a
   diagonal fits in one chunk they could stay in registers (a lane shift per step).
 """
