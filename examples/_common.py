@@ -1,6 +1,7 @@
-"""What the forecasting examples share: arguments, the generated data, DTW, the figure, the report.
+"""What the examples share: arguments (all of them), and for the forecasting examples the
+generated data, DTW, the figure, the report.
 
-Not an example itself; ``forecast_torch.py`` and ``forecast_jax.py`` import it.
+Not an example itself; the examples import it (their folder is on ``sys.path`` when run).
 """
 
 from __future__ import annotations

@@ -13,9 +13,7 @@ alignment that lies on the DTW path) into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import matplotlib
 
@@ -24,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import softdtw.numpy as sdtw  # noqa: E402
+from _common import parse_args  # noqa: E402
 from softdtw.plot import plot_alignment  # noqa: E402
 
 GAMMAS = (0.01, 0.1, 1.0, 10.0)
@@ -49,12 +48,7 @@ def path_mass(x, y, gamma: float) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--small", action="store_true", help="short series (what CI runs)")
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("examples_out"))
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(__doc__.splitlines()[0])
     n, m = (30, 24) if args.small else (80, 60)
     x, y = warped_pair(n, m, args.seed)
 

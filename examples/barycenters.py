@@ -13,9 +13,7 @@ the objective sum_i sdtw(Z, X_i) at the mean and at the barycenter) into ``--out
 
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import matplotlib
 
@@ -24,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import softdtw.numpy as sdtw  # noqa: E402
+from _common import parse_args  # noqa: E402
 
 GAMMAS = (0.1, 1.0)
 SHAPES = {
@@ -49,12 +48,7 @@ def objective(z, group, gamma) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--small", action="store_true", help="fewer, shorter series (what CI runs)")
-    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("examples_out"))
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_args(__doc__.splitlines()[0])
     n, length, iters = (6, 40, 30) if args.small else (20, 100, 100)
     rng = np.random.default_rng(args.seed)
 

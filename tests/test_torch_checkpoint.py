@@ -76,7 +76,7 @@ def test_diagonal_sweep_does_not_depend_on_segment_length():
         value, ckpts = _checkpoint.forward(diags, 0.6, xl, yl, seg)
         assert len(ckpts) == len(range(1, 10 + 8 + 1, seg))
         grads = [torch.zeros_like(x), torch.zeros_like(y)]
-        _checkpoint.backward(diags, 0.6, xl, yl, ckpts, seg, torch.ones(2, dtype=torch.float64), grads, False)
+        _checkpoint.backward(diags, 0.6, xl, yl, ckpts, seg, torch.ones(2, dtype=torch.float64), grads)
         outs.append((value, *grads))
     for o in outs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(o, outs[0]))

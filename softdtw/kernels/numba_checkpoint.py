@@ -25,6 +25,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .numba_cpu import _run_blocks
+
 _JIT = dict(cache=True, nogil=True)
 INF = np.inf
 
@@ -147,15 +149,12 @@ def backward_pair(x, y, cost, b, n, m, lo, hi, gamma, seg, ckpt, gv, gx, gy, gco
             wu_b, wu_c = wu_c, wu_b
 
 
-def _pairs_run(fn, batch, threads):
-    from concurrent.futures import ThreadPoolExecutor
-
-    if threads <= 1 or batch <= 1:
-        for b in range(batch):
-            fn(b)
-        return
-    with ThreadPoolExecutor(max_workers=min(threads, batch)) as pool:
-        list(pool.map(fn, range(batch)))
+def _arrays(x, y, cost, lo, hi):
+    """The kernels' argument types: float64 arrays (an empty 3-d one for what is None) and
+    int64 bounds."""
+    empty3 = np.zeros((0, 0, 0))
+    x, y, cost = (empty3 if a is None else np.ascontiguousarray(a, np.float64) for a in (x, y, cost))
+    return x, y, cost, np.ascontiguousarray(lo, np.int64), np.ascontiguousarray(hi, np.int64)
 
 
 def forward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, threads=1):
@@ -163,45 +162,33 @@ def forward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, threads=1):
 
     ``x``/``y`` ``(B, N, D)``/``(B, M, D)`` float64 with ``cost`` None (squared Euclidean), or
     ``cost`` ``(B, N, M)`` float64 with ``x``/``y`` None."""
-    empty3 = np.zeros((0, 0, 0))
     ref = x if cost is None else cost
     batch, n = ref.shape[0], ref.shape[1]
     m = y.shape[1] if cost is None else cost.shape[2]
-    x = empty3 if x is None else np.ascontiguousarray(x, np.float64)
-    y = empty3 if y is None else np.ascontiguousarray(y, np.float64)
-    cost = empty3 if cost is None else np.ascontiguousarray(cost, np.float64)
+    x, y, cost, lo, hi = _arrays(x, y, cost, lo, hi)
     ckpt = np.empty((batch, n // seg + 1, m + 1))
     value = np.empty(batch)
-    lo = np.ascontiguousarray(lo, np.int64)
-    hi = np.ascontiguousarray(hi, np.int64)
 
     def one(b):
         value[b] = forward_pair(x, y, cost, b, int(x_len[b]), int(y_len[b]), lo, hi, float(gamma), seg, ckpt)
 
-    _pairs_run(one, batch, threads)
+    _run_blocks(one, batch, threads)
     return value, ckpt
 
 
 def backward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, ckpt, grad_value, threads=1):
     """``(gx, gy)`` (squared Euclidean) or ``grad_cost``, float64, times ``grad_value``."""
-    empty3 = np.zeros((0, 0, 0))
     batch = ckpt.shape[0]
     sq = cost is None
-    x = empty3 if x is None else np.ascontiguousarray(x, np.float64)
-    y = empty3 if y is None else np.ascontiguousarray(y, np.float64)
-    cost = empty3 if cost is None else np.ascontiguousarray(cost, np.float64)
+    x, y, cost, lo, hi = _arrays(x, y, cost, lo, hi)
     gx = np.zeros_like(x)
     gy = np.zeros_like(y)
     gcost = np.zeros_like(cost)
-    lo = np.ascontiguousarray(lo, np.int64)
-    hi = np.ascontiguousarray(hi, np.int64)
     gv = np.asarray(grad_value, np.float64)
-    m_pad = ckpt.shape[2] - 1
 
     def one(b):
         n, m = int(x_len[b]), int(y_len[b])
         backward_pair(x, y, cost, b, n, m, lo, hi, float(gamma), seg, ckpt, float(gv[b]), gx, gy, gcost)
 
-    del m_pad
-    _pairs_run(one, batch, threads)
+    _run_blocks(one, batch, threads)
     return (gx, gy) if sq else gcost

@@ -936,11 +936,11 @@ def _threads() -> int:
     return max(1, numba.get_num_threads())
 
 
-def _run_blocks(fn, nblocks: int) -> None:
-    """``fn(k)`` for every block ``k``, on up to :func:`_threads` threads (the jitted block
-    functions release the GIL)."""
+def _run_blocks(fn, nblocks: int, threads: int | None = None) -> None:
+    """``fn(k)`` for every block ``k``, on up to ``threads`` (default :func:`_threads`) threads
+    (the jitted block functions release the GIL)."""
     global _POOL
-    threads = min(_threads(), nblocks)
+    threads = min(_threads() if threads is None else threads, nblocks)
     if threads <= 1:
         for k in range(nblocks):
             fn(k)
@@ -1031,6 +1031,12 @@ def _var_blocks(B: int, N: int, M: int, xl: np.ndarray, yl: np.ndarray):
 
 
 _VAR_LAST = None
+
+
+def _block_offsets(blocks) -> np.ndarray:
+    """Where each block of :func:`_var_blocks` keeps its ``R`` in ``r``: the running sum of
+    its cells (``pairs x n x m``), at most ``B N M`` in all."""
+    return np.cumsum([0] + [len(p) * n * m for p, n, m, _, _ in blocks])
 
 
 def _plan_var_blocks(B: int, N: int, M: int, xl: np.ndarray, yl: np.ndarray, threads: int | None = None):
@@ -1167,7 +1173,7 @@ def forward(cost, gamma, x_len, y_len, lo, hi):
 
     # a padded batch: each block works on its pairs' cost cropped to their lengths, and stores
     # its R at its own offset of ``r`` (the crops sum to at most B N M)
-    offsets = np.cumsum([0] + [len(p) * n * m for p, n, m, _, _ in blocks])
+    offsets = _block_offsets(blocks)
 
     def var_block(k):
         pairs, n, m, S, W = blocks[k]
@@ -1214,7 +1220,7 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
         return grad, (ggam.astype(dt) if need_gamma_grad else None)
 
     grad = np.zeros((B, N, M), dt)  # the kernel writes the crops; pages outside stay untouched
-    offsets = np.cumsum([0] + [len(p) * n * m for p, n, m, _, _ in blocks])
+    offsets = _block_offsets(blocks)
 
     def var_block(k):
         pairs, n, m, S, W = blocks[k]

@@ -215,12 +215,8 @@ class _LearnableGamma(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         _, gamma_t, gamma, _, _, _, _ = inputs
-        _, r, aux, xl, yl, lo, hi = output
-        ctx.gamma = gamma
         ctx.gamma_like = (gamma_t.shape, gamma_t.dtype, gamma_t.device)
-        ctx.save_for_backward(r, aux, xl, yl, lo, hi)
-        ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
-        ctx.set_materialize_grads(False)  # no (B, N, M) zeros for r
+        _ops.save_state(ctx, gamma, output)
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
@@ -249,11 +245,7 @@ class _SecondOrder(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         cost, gamma = inputs[:2]
-        _, r, aux, xl, yl, lo, hi = output
-        ctx.gamma = gamma
-        ctx.save_for_backward(cost, r, aux, xl, yl, lo, hi)
-        ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
-        ctx.set_materialize_grads(False)  # no (B, N, M) zeros for r
+        _ops.save_state(ctx, gamma, output, cost)
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
@@ -707,8 +699,8 @@ class SoftDTWLossPyTorch(torch.nn.Module):
                  global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
                  second_order: bool = False, memory: str = "full"):
         super().__init__()
-        self.gamma = gamma if isinstance(gamma, torch.Tensor) else spec.check_gamma(gamma)
-        _check_gamma(self.gamma)
+        checked, _ = _check_gamma(gamma)
+        self.gamma = gamma if isinstance(gamma, torch.Tensor) else checked
         spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
         self.normalize = normalize
         self.dist_func = dist_func

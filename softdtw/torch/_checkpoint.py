@@ -105,12 +105,11 @@ def forward(diags: _Diagonals, gamma: float, x_len, y_len, seg: int):
     return value, checkpoints
 
 
-def backward(diags: _Diagonals, gamma: float, x_len, y_len, checkpoints, seg: int, grad_value, grads,
-             need_gamma_grad: bool):
+def backward(diags: _Diagonals, gamma: float, x_len, y_len, checkpoints, seg: int, grad_value, grads):
     """The reverse sweep of :func:`softdtw.torch._pure.backward`, recomputing each segment of
-    diagonals from its checkpoint; adds the cost gradient to ``grads``, returns d value / d gamma."""
+    diagonals from its checkpoint; adds the cost gradient to ``grads`` (gamma is a constant here:
+    ``memory="checkpoint"`` refuses a learnable one)."""
     n, m = diags.n, diags.m
-    batch = x_len.shape[0]
     like = checkpoints[1][0]
     zeros = torch.zeros_like(like)
     e1 = e2 = zeros
@@ -118,7 +117,6 @@ def backward(diags: _Diagonals, gamma: float, x_len, y_len, checkpoints, seg: in
     rows = torch.arange(n + 1, device=like.device)
     terminal_seed = (rows[None, :] == x_len[:, None]).to(like.dtype) * grad_value[:, None]
     terminal_diag = x_len + y_len
-    gamma_grad = like.new_zeros(batch)
     seg_start, seg_diags = None, None  # diagonals p - 1 .. p + seg of the current segment
     for k in range(n + m, 1, -1):
         p = 1 + ((k - 2) // seg) * seg  # the checkpoint holding d_{k-2} (p - 1 <= k - 2 < p - 1 + seg)
@@ -135,11 +133,8 @@ def backward(diags: _Diagonals, gamma: float, x_len, y_len, checkpoints, seg: in
         seed = torch.where((terminal_diag == k)[:, None], terminal_seed, zeros)
         e = spec.backward_step(torch, e1, e2, w1, w2, seed)
         w = spec.diagonal_weights(torch, seg_diags[k - 2 - (p - 1)], seg_diags[k - 1 - (p - 1)], gamma)
-        if need_gamma_grad:
-            gamma_grad = gamma_grad + (e * spec.neg_entropy(torch, *w)).sum(-1)
         diags.push_grad(k, e[:, 1:], grads)
         e1, e2, w1, w2 = e, e1, w, w1
-    return gamma_grad
 
 
 def _np(t):
@@ -187,7 +182,7 @@ class SoftDTWCheckpoint(torch.autograd.Function):
         else:
             diags = _Diagonals(x, y, cost, lo, hi)
             grads = [torch.zeros_like(x), torch.zeros_like(y)] if cost is None else [torch.zeros_like(cost)]
-            backward(diags, ctx.gamma, x_len, y_len, ctx.checkpoints, ctx.seg, grad_value, grads, False)
+            backward(diags, ctx.gamma, x_len, y_len, ctx.checkpoints, ctx.seg, grad_value, grads)
         if cost is None:
             return grads[0], grads[1], None, None, None, None, None, None, None
         return None, None, grads[0], None, None, None, None, None, None

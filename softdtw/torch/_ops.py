@@ -156,14 +156,20 @@ def _(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
     return r.new_empty(r.shape), r.new_empty((r.shape[0],))
 
 
-def _setup_context(ctx, inputs, output):
-    _, gamma, _, _, _, _ = inputs
+def save_state(ctx, gamma: float, output, *extra) -> None:
+    """Keep what the backward of ``softdtw::forward``'s output needs: ``gamma``, ``extra``
+    tensors, then the state ``(r, aux, x_len, y_len, lo, hi)`` (``ctx.saved_tensors`` in that
+    order). Shared by every autograd wrapper of the op."""
     _, r, aux, xl, yl, lo, hi = output
     ctx.gamma = gamma
-    ctx.save_for_backward(r, aux, xl, yl, lo, hi)
+    ctx.save_for_backward(*extra, r, aux, xl, yl, lo, hi)
     ctx.mark_non_differentiable(r, aux, xl, yl, lo, hi)
     # no zero gradients for r and aux: filling a (B, N, M) tensor measured 35 ms at (64, 512, 512)
     ctx.set_materialize_grads(False)
+
+
+def _setup_context(ctx, inputs, output):
+    save_state(ctx, inputs[1], output)
 
 
 def warn_first_order():
