@@ -1,10 +1,11 @@
 """softdtw.jax against ott-jax's SoftDTW on CPU, float32, side by side in one run.
 
-    python benchmarks/bench_jax.py [--reps 5] [--sizes 0,1,2,3,4] [--json PATH]
+    python benchmarks/bench_jax.py [--reps 7] [--sizes 0,1,2,3,4] [--json PATH]
 
 Both are jitted; ott-jax's ``SoftDTW(gamma)`` is vmapped over the batch and differentiated by
 JAX through its scan. Compile time (first call) is reported apart from run time (best of
-``--reps`` calls). Prints a markdown table: ns per cell (B * N * M) forward and forward+backward
+``--reps`` calls, the implementations' calls interleaved so that a burst of load on a shared
+machine hits both alike). Prints a markdown table: ns per cell (B * N * M) forward and forward+backward
 (value and gradient w.r.t. x and y), and the ratio ott-jax / softdtw.jax. With --json, also
 writes the timings to a results file that ``benchmarks/plot.py`` draws.
 """
@@ -27,16 +28,22 @@ SIZES = [(64, 64, 64, 8), (32, 256, 256, 8), (8, 1024, 1024, 4), (1, 4096, 4096,
 GAMMA = 1.0
 
 
-def timed(f, *args, reps: int):
+def compile_time(f, *args):
     t0 = time.perf_counter()
     jax.block_until_ready(f(*args))
-    compile_s = time.perf_counter() - t0
-    best = np.inf
+    return time.perf_counter() - t0
+
+
+def interleaved(fns, *args, reps: int):
+    """Best time of each compiled function, their repetitions interleaved (a burst of load on this
+    shared machine then hits every implementation alike instead of one of them)."""
+    best = [np.inf] * len(fns)
     for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t0)
-    return compile_s, best
+        for k, f in enumerate(fns):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
 
 
 def ours(x, y):
@@ -52,7 +59,7 @@ def ott_fn():
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--sizes", default=",".join(str(i) for i in range(len(SIZES))))
     ap.add_argument("--json", default=None, help="also write the timings to this results file (for benchmarks/plot.py)")
     args = ap.parse_args()
@@ -78,11 +85,16 @@ def main() -> int:
         y = jnp.asarray(rng.standard_normal((b, m, d)), jnp.float32)
         cells = b * n * m
         res = {}
+        compiled = {}
         for name, f in impls.items():
             fwd = jax.jit(lambda x, y, f=f: f(x, y).sum())
             fb = jax.jit(jax.value_and_grad(lambda x, y, f=f: f(x, y).sum(), argnums=(0, 1)))
-            cf, tf = timed(fwd, x, y, reps=args.reps)
-            cb, tb = timed(fb, x, y, reps=args.reps)
+            compiled[name] = (fwd, fb, compile_time(fwd, x, y), compile_time(fb, x, y))
+        names = list(compiled)
+        t_fwd = interleaved([compiled[k][0] for k in names], x, y, reps=args.reps)
+        t_fb = interleaved([compiled[k][1] for k in names], x, y, reps=args.reps)
+        for name, tf, tb in zip(names, t_fwd, t_fb):
+            cf, cb = compiled[name][2:]
             res[name] = (tf, tb)
             records.append({"size": [b, n, m, d], "impl": name, "fwd_s": tf, "fwd_bwd_s": tb,
                             "compile_fwd_s": cf, "compile_fwd_bwd_s": cb})

@@ -372,12 +372,14 @@ def _safe_min3(xp, a, b, c):
     return xp.where(finite, m_raw, xp.zeros_like(m_raw)), finite, m_raw
 
 
-def _shifted_exp(xp, a, m, gamma):
-    """``exp(-(a - m) / gamma)``, exactly 0 where ``a`` is +inf with no inf in between, so that
-    derivatives of any order (e.g. in a traced gamma) see no ``0 * inf``; NaN stays NaN."""
+def _shifted_exp(xp, a, m, scale):
+    """``exp((a - m) * scale)`` (``scale = -1 / gamma``), exactly 0 where ``a`` is +inf with no
+    inf in between, so that derivatives of any order (e.g. in a traced gamma) see no ``0 * inf``;
+    NaN stays NaN. (A multiplication by ``-1 / gamma``, not a division: the backends' vector
+    division is several times slower.)"""
     inf = a == math.inf
     z = xp.where(inf, xp.zeros_like(a), a - m)
-    return xp.where(inf, xp.zeros_like(a), xp.exp(-z / gamma))
+    return xp.where(inf, xp.zeros_like(a), xp.exp(z * scale))
 
 
 def softmin(xp, a, b, c, gamma):
@@ -386,23 +388,24 @@ def softmin(xp, a, b, c, gamma):
     ``+inf`` when all three are ``+inf``, NaN when any is NaN; never overflows.
     """
     m, finite, m_raw = _safe_min3(xp, a, b, c)
-    s = _shifted_exp(xp, a, m, gamma) + _shifted_exp(xp, b, m, gamma) + _shifted_exp(xp, c, m, gamma)
+    scale = -1 / gamma
+    s = _shifted_exp(xp, a, m, scale) + _shifted_exp(xp, b, m, scale) + _shifted_exp(xp, c, m, scale)
     s = xp.where(finite, s, xp.ones_like(s))  # s >= 1 where finite
     return xp.where(finite, m - gamma * xp.log(s), m_raw)  # +inf stays +inf, NaN stays NaN
 
 
 def softmin_weights(xp, a, b, c, gamma):
-    """Normalized softmin weights ``(w_a, w_b, w_c)`` (each in [0, 1], summing to 1).
+    """Normalized softmin weights ``(w_a, w_b, w_c)`` (each in [0, 1], summing to 1 up to rounding).
 
     All zero where the three inputs are ``+inf`` (an unreachable cell).
     """
     m, finite, _ = _safe_min3(xp, a, b, c)
-    ea = _shifted_exp(xp, a, m, gamma)
-    eb = _shifted_exp(xp, b, m, gamma)
-    ec = _shifted_exp(xp, c, m, gamma)
-    s = ea + eb + ec
-    s = xp.where(finite, s, xp.ones_like(s))
-    return ea / s, eb / s, ec / s
+    scale = -1 / gamma
+    ea = _shifted_exp(xp, a, m, scale)
+    eb = _shifted_exp(xp, b, m, scale)
+    ec = _shifted_exp(xp, c, m, scale)
+    inv = 1 / xp.where(finite, ea + eb + ec, xp.ones_like(ea))
+    return ea * inv, eb * inv, ec * inv
 
 
 def neg_entropy(xp, wa, wb, wc):
@@ -454,6 +457,25 @@ def backward_step(xp, e1, e2, w1, w2, seed):
     zero = xp.zeros_like(e1[..., :1])
     shifted = xp.concatenate([from_below, zero], axis=-1)
     return shifted + w1[2] * e1 + seed
+
+
+def backward_push(xp, e, w, pending):
+    """The backward recursion of :func:`backward_step`, regrouped to push each diagonal's
+    alignment to its predecessors (the same sums, added in another order).
+
+    Works on the cells of a diagonal without the boundary entry (shape ``(..., N)``, index ``t``
+    = row ``t + 1``). ``e``: the alignment of diagonal ``k``; ``w``: its weight triple
+    (:func:`softmin_weights` of its predecessors, no boundary); ``pending``: ``w_diag * e`` of
+    diagonal ``k + 1`` (for diagonal ``k - 1``). Returns ``(into, pending')``: everything
+    diagonal ``k - 1`` receives from diagonals ``k`` and ``k + 1``, and ``w_diag * e`` of
+    diagonal ``k``. With ``e_{k-1} = into + seed``:
+
+        into[t] = (w_up e + pending)[t + 1] + w_left[t] e[t]     (0 beyond the last row)
+    """
+    wd, wu, wl = w
+    up = wu * e + pending
+    shifted = xp.concatenate([up[..., 1:], xp.zeros_like(up[..., :1])], axis=-1)
+    return shifted + wl * e, wd * e
 
 
 def band_bounds(n_pad: int, m_pad: int, x_lengths: np.ndarray, y_lengths: np.ndarray,

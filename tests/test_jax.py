@@ -98,6 +98,19 @@ def test_dist_func_and_many_features():
     assert rel(v, vr) <= 1e-10 and rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10
 
 
+@pytest.mark.parametrize("d", [2, 6])  # both sides of _core._SCAN_MAX_D: in-scan sums / matrix products
+def test_sqeuclidean_gradient_paths(d):
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((3, 7, d)), rng.standard_normal((3, 5, d))
+    for kw in (dict(), dict(normalize=True), dict(x_lengths=np.array([7, 3, 1]), y_lengths=np.array([5, 5, 2])),
+               dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=2)):
+        v, gx, gy = value_and_grads(x, y, 0.6, **kw)
+        vr, gxr, gyr = snp.soft_dtw_value_and_grad(x, y, 0.6, **kw)
+        assert rel(v, vr) <= 1e-10 and rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10, kw
+    check_grads(jax.jit(lambda a, b: sj.soft_dtw(a, b, 0.5, x_lengths=np.array([7, 4, 2])).sum()),
+                (x, y), order=2, modes=("rev",))
+
+
 def test_alignment_from_series():
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 6, 2))

@@ -8,7 +8,8 @@ Two differentiable maps share one forward and one backward scan:
 * :func:`sdtw_sqeuclidean`: from the series ``x`` ``(B, N, D)`` and ``y`` ``(B, M, D)`` with the
   squared Euclidean cost formed one anti-diagonal at a time inside the scan (no ``(B, N, M)``
   cost, no transposition of it); its cotangents are ``dV/dx``, ``dV/dy``, accumulated in the
-  backward scan from each diagonal of ``E``.
+  backward scan from each diagonal of ``E`` when ``D <= 4``, else formed after the scan as two
+  batched matrix products with the unskewed ``E`` (see ``_SCAN_MAX_D``).
 
 Each is a ``jax.custom_vjp``:
 
@@ -17,8 +18,8 @@ Each is a ``jax.custom_vjp``:
   to a per-pair offset (the minimum of the diagonal before it) so that float32 keeps the
   differences the softmin weights are made of however large ``R`` grows;
 * backward: a reverse ``lax.scan`` that rebuilds each diagonal's softmin weights from the stored
-  ``R`` (:func:`softdtw.spec.diagonal_weights`) and pulls the alignment back with
-  :func:`softdtw.spec.backward_step`; the cotangent of a traced ``gamma`` is
+  ``R`` (:func:`softdtw.spec.softmin_weights`) and pushes the alignment back with
+  :func:`softdtw.spec.backward_push`; the cotangent of a traced ``gamma`` is
   ``sum E * neg_entropy(w)`` (:func:`softdtw.spec.neg_entropy`).
 
 The backward is made of JAX operations only, so JAX differentiates it again (reverse over
@@ -112,36 +113,41 @@ def _scan_forward(src: _Source, ops, shape, gamma, kt, it, store: bool):
 
 
 def _scan_backward(src: _Source, ops, stored, r_last2, gamma, g, kt, it, want_gamma: bool):
-    """Reverse scan; returns ``(cotangents of ops, grad_gamma or None)``."""
+    """Reverse scan; returns ``(cotangents of ops, grad_gamma or None)``.
+
+    Works on the cells of each diagonal without its boundary entry, in the push form
+    (:func:`softdtw.spec.backward_push`): the carry is what the next diagonal has received so
+    far and the diagonal products waiting for the one after it.
+    """
     k_diags, batch, n1 = stored[0].shape
+    n = n1 - 1
     dtype = stored[0].dtype
-    rows = jnp.arange(n1, dtype=jnp.int32)
-    zeros = jnp.zeros((batch, n1), dtype)
+    rows = jnp.arange(1, n1, dtype=jnp.int32)
+    zeros = jnp.zeros((batch, n), dtype)
     if kt is None:
         kt_ = jnp.full((batch,), k_diags + 1, jnp.int32)
-        it_ = jnp.full((batch,), n1 - 1, jnp.int32)
+        it_ = jnp.full((batch,), n, jnp.int32)
     else:
         kt_, it_ = kt.astype(jnp.int32), it.astype(jnp.int32)
     seed_vec = jnp.where(rows[None, :] == it_[:, None], g[:, None].astype(dtype), zeros)
 
     def body(carry, xs):
-        e1, e2, w1, w2, r_km1, gacc, gstate = carry
+        into, pending, r_km1, gacc, gstate = carry
         (r_km2, mu1), k0 = xs
-        seed = jnp.where((kt_ == k0 + 2)[:, None], seed_vec, zeros)
-        e = spec.backward_step(jnp, e1, e2, w1, w2, seed)
-        w = spec.diagonal_weights(jnp, r_km2 - mu1[:, None], r_km1, gamma)
+        e = into + jnp.where((kt_ == k0 + 2)[:, None], seed_vec, zeros)
+        w = spec.softmin_weights(jnp, r_km2[:, :-1] - mu1[:, None], r_km1[:, :-1], r_km1[:, 1:], gamma)
         if want_gamma:
             gacc = gacc + e * spec.neg_entropy(jnp, *w)
-        gstate, ys = src.grad_step(ops, gstate, k0, e[:, 1:])
-        return (e, e1, w, w1, r_km2, gacc, gstate), ys
+        gstate, ys = src.grad_step(ops, gstate, k0, e)
+        into, pending = spec.backward_push(jnp, e, w, pending)
+        return (into, pending, r_km2, gacc, gstate), ys
 
-    no_w = (zeros, zeros, zeros)
     gacc0 = zeros if want_gamma else None
     ks = jnp.arange(k_diags, dtype=jnp.int32)
-    init = (zeros, zeros, no_w, no_w, r_last2, gacc0, src.grad_init(ops))
+    init = (zeros, zeros, r_last2, gacc0, src.grad_init(ops))
     carry, ys = lax.scan(body, init, (stored, ks), reverse=True)
-    grad_gamma = carry[5].sum() if want_gamma else None
-    return src.grad_finish(ops, carry[6], ys), grad_gamma
+    grad_gamma = carry[3].sum() if want_gamma else None
+    return src.grad_finish(ops, carry[4], ys), grad_gamma
 
 
 def _make_vjp(src: _Source):
@@ -232,12 +238,21 @@ def _sq_diag(ops, k0):
     return jnp.where((j0 >= lo) & (j0 < hi), c, jnp.inf)
 
 
-def _sq_grad_init(ops):
+# Two ways to form the cotangents of x and y from the alignment E, chosen by D (the number of
+# features), measured at the benchmark sizes: accumulating 2 E (x_i - y_j) inside the backward
+# scan moves (D, B, N) arrays through memory at every step, which costs more than the alternative
+# when D > 4 (13 ns per cell at D = 8); stacking the diagonals of E and forming two batched
+# matrix products after the scan costs a fixed 4-7 ns per cell (the skewed diagonals are
+# transposed and unskewed), which is more when D <= 4.
+_SCAN_MAX_D = 4
+
+
+def _sq_scan_init(ops):
     xt, yr, _, _ = ops
     return jnp.zeros_like(xt), jnp.zeros_like(yr)
 
 
-def _sq_grad_step(ops, state, k0, ec):
+def _sq_scan_step(ops, state, k0, ec):
     xt, yr, _, _ = ops
     gx, gy = state
     n = xt.shape[2]
@@ -250,11 +265,30 @@ def _sq_grad_step(ops, state, k0, ec):
     return (gx, gy), None
 
 
-def _sq_grad_finish(ops, state, ys):
+def _sq_scan_finish(ops, state, ys):
     return state[0], state[1], None, None
 
 
-_run_sqeuclidean = _make_vjp(_Source(_sq_diag, _sq_grad_init, _sq_grad_step, _sq_grad_finish))
+def _sq_matmul_finish(ops, state, ys):
+    # ys: the alignment diagonals (K, B, N), unskewed to E (B, N, M); the cotangents of x and y
+    # are 2 (x rowsum(E) - E y) and 2 (y colsum(E) - E^T x)
+    xt, yr, _, _ = ops
+    n = xt.shape[2]
+    m = yr.shape[2] - 2 * n + 2
+    e = spec.unskew(jnp, jnp.transpose(ys, (1, 2, 0)), m)
+    x = jnp.transpose(xt, (1, 2, 0))
+    y = jnp.transpose(yr[:, :, n - 1:n - 1 + m], (1, 2, 0))[:, ::-1]
+    gx = 2 * (x * jnp.sum(e, axis=2)[..., None] - jnp.matmul(e, y))
+    ex = jnp.swapaxes(jnp.matmul(jnp.swapaxes(x, 1, 2), e), 1, 2)  # E^T x, without transposing E
+    gy = 2 * (y * jnp.sum(e, axis=1)[..., None] - ex)
+    gxt = jnp.transpose(gx, (2, 0, 1))
+    gyr = jnp.pad(jnp.transpose(gy[:, ::-1], (2, 0, 1)), ((0, 0), (0, 0), (n - 1, n - 1)))
+    return gxt, gyr, None, None
+
+
+_run_sq_scan = _make_vjp(_Source(_sq_diag, _sq_scan_init, _sq_scan_step, _sq_scan_finish))
+_run_sq_matmul = _make_vjp(_Source(_sq_diag, lambda ops: None, lambda ops, state, k0, ec: (state, ec),
+                                   _sq_matmul_finish))
 
 
 def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None):
@@ -267,5 +301,6 @@ def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None):
     xt = jnp.transpose(x, (2, 0, 1))
     yt = jnp.transpose(y[:, ::-1], (2, 0, 1))
     yr = jnp.pad(yt, ((0, 0), (0, 0), (n - 1, n - 1)))
-    return _run_sqeuclidean((xt, yr, lo, hi), gamma, kt, it)
+    run = _run_sq_scan if x.shape[2] <= _SCAN_MAX_D else _run_sq_matmul
+    return run((xt, yr, lo, hi), gamma, kt, it)
 
