@@ -168,6 +168,20 @@ def check_dataset_shapes(x_shape: tuple, y_shape: tuple | None, *, x_name: str =
         )
 
 
+def check_series_shapes(shapes: list, name: str) -> None:
+    """A dataset given as a list of series: non-empty, each ``(length >= 1, D)``, one ``D``."""
+    if len(shapes) == 0:
+        raise ValueError(f"{name} must have shape (n_series, length, D) or be a non-empty list of (length, D) series")
+    for k, shape in enumerate(shapes):
+        if len(shape) != 2:
+            raise ValueError(f"{name}[{k}] must have shape (length, D), got {len(shape)} dimensions {tuple(shape)}")
+        if shape[0] < 1:
+            raise ValueError(f"{name} holds empty series: {name}[{k}] has length 0")
+    if len({shape[1] for shape in shapes}) > 1:
+        raise ValueError(f"the series of {name} must have the same number of features, got "
+                         f"{sorted({shape[1] for shape in shapes})}")
+
+
 def check_weights(weights, n: int) -> np.ndarray:
     """Barycenter weights as float64 ``(n,)``: finite, >= 0, not all 0; None gives ones (tslearn)."""
     if weights is None:

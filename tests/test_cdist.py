@@ -131,6 +131,86 @@ def test_numpy_variable_lengths_equal_tslearn():
                                tslearn_metrics.cdist_soft_dtw_normalized(X, gamma=0.3), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("grad", [False, True])  # the numba fast path / the autograd path
+def test_torch_variable_length_lists_equal_tslearn(grad):
+    rng = np.random.default_rng(15)
+    X = [rng.standard_normal((k, 2)) for k in (3, 8, 5, 6)]
+    Y = [rng.standard_normal((k, 2)) for k in (7, 2, 4)]
+    xt = [torch.tensor(s, requires_grad=grad) for s in X]
+    yt = [torch.tensor(s, requires_grad=grad) for s in Y]
+    for band in BANDS[:2]:
+        got = storch.cdist_soft_dtw(xt, yt, 0.3, chunk_size=5, **band)
+        assert got.shape == (4, 3) and got.dtype == torch.float64
+        np.testing.assert_allclose(got.detach().numpy(), tslearn_metrics.cdist_soft_dtw(X, Y, 0.3, **band),
+                                   rtol=1e-10, atol=1e-10)
+    got = storch.cdist_soft_dtw(xt, gamma=0.3, normalize=True)
+    np.testing.assert_allclose(got.detach().numpy(), tslearn_metrics.cdist_soft_dtw_normalized(X, gamma=0.3),
+                               rtol=1e-10, atol=1e-10)
+    # a list of equal lengths is the stacked tensor
+    same = [torch.tensor(s[:2]) for s in X]
+    assert torch.equal(storch.cdist_soft_dtw(same, gamma=0.3), storch.cdist_soft_dtw(torch.stack(same), gamma=0.3))
+
+
+def test_torch_variable_length_gradients_reach_each_series():
+    rng = np.random.default_rng(16)
+    X = [rng.standard_normal((k, 2)) for k in (3, 6, 4)]
+    Y = [rng.standard_normal((k, 2)) for k in (5, 2)]
+    W = rng.standard_normal((3, 2))
+    xt = [torch.tensor(s, requires_grad=True) for s in X]
+    yt = [torch.tensor(s, requires_grad=True) for s in Y]
+    (torch.tensor(W) * storch.cdist_soft_dtw(xt, yt, 0.7, normalize=True, chunk_size=4)).sum().backward()
+    GX = [np.zeros_like(a) for a in X]
+    GY = [np.zeros_like(b) for b in Y]
+    for i, a in enumerate(X):
+        for j, b in enumerate(Y):
+            _, gx, gy = snp.soft_dtw_value_and_grad(a, b, 0.7, normalize=True)
+            GX[i] += W[i, j] * gx
+            GY[j] += W[i, j] * gy
+    for t, g in zip(xt + yt, GX + GY):
+        np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-9, atol=1e-10)
+
+
+def test_torch_bad_series_in_a_list():
+    with pytest.raises(ValueError, match=r"X\[1\] must have shape \(length, D\)"):
+        storch.cdist_soft_dtw([torch.zeros(3, 1), torch.zeros(3)])
+    with pytest.raises(ValueError, match="same number of features"):
+        storch.cdist_soft_dtw([torch.zeros(3, 1), torch.zeros(3, 2)])
+    with pytest.raises(ValueError, match=r"X holds empty series: X\[0\] has length 0"):
+        storch.cdist_soft_dtw([torch.zeros(0, 1)])
+    with pytest.raises(ValueError, match="non-empty list"):
+        storch.cdist_soft_dtw([])
+    with pytest.raises(TypeError, match=r"Y\[0\] must be a torch.Tensor"):
+        storch.cdist_soft_dtw([torch.zeros(3, 1)], [np.zeros((3, 1))])
+
+
+def test_jax_variable_length_lists_equal_tslearn_and_differentiate():
+    rng = np.random.default_rng(17)
+    X = [rng.standard_normal((k, 2)) for k in (3, 6, 4)]
+    Y = [rng.standard_normal((k, 2)) for k in (5, 2)]
+    W = rng.standard_normal((3, 2))
+    with jax.enable_x64(True):
+        xs, ys = [jnp.asarray(a) for a in X], [jnp.asarray(b) for b in Y]
+        for band in BANDS[:2]:
+            got = sjax.cdist_soft_dtw(xs, ys, 0.3, chunk_size=4, **band)
+            np.testing.assert_allclose(np.asarray(got), tslearn_metrics.cdist_soft_dtw(X, Y, 0.3, **band),
+                                       rtol=1e-10, atol=1e-10)
+        got = sjax.cdist_soft_dtw(xs, gamma=0.3, normalize=True)
+        np.testing.assert_allclose(np.asarray(got), tslearn_metrics.cdist_soft_dtw_normalized(X, gamma=0.3),
+                                   rtol=1e-10, atol=1e-10)
+        gx, gy = jax.grad(lambda a, b: (W * sjax.cdist_soft_dtw(a, b, 0.7, normalize=True)).sum(),
+                          argnums=(0, 1))(xs, ys)
+    for i, a in enumerate(X):
+        ref = sum(W[i, j] * snp.soft_dtw_value_and_grad(a, b, 0.7, normalize=True)[1] for j, b in enumerate(Y))
+        np.testing.assert_allclose(np.asarray(gx[i]), ref, rtol=1e-9, atol=1e-10)
+    for j, b in enumerate(Y):
+        ref = sum(W[i, j] * snp.soft_dtw_value_and_grad(a, b, 0.7, normalize=True)[2] for i, a in enumerate(X))
+        np.testing.assert_allclose(np.asarray(gy[j]), ref, rtol=1e-9, atol=1e-10)
+    with pytest.raises(ValueError, match=r"X\[1\] must have shape \(length, D\)"):
+        sjax.cdist_soft_dtw([np.zeros((3, 1)), np.zeros(3)])
+    with pytest.raises(ValueError, match="same number of features"):
+        sjax.cdist_soft_dtw([np.zeros((3, 1)), np.zeros((3, 2))])
+
+
 def test_numpy_nan_padding_is_tslearns_variable_length():
     rng = np.random.default_rng(14)
     X = rng.standard_normal((4, 8, 2))
@@ -187,9 +267,9 @@ def record_pairs(monkeypatch, name):
     else:
         original = jax_cdist.run_plan
 
-        def run_plan(plan, a, b, gamma, band, bar):
+        def run_plan(plan, a, b, gamma, band, bar, *lengths):
             seen.extend(plan.chunks())
-            return original(plan, a, b, gamma, band, bar)
+            return original(plan, a, b, gamma, band, bar, *lengths)
 
         monkeypatch.setattr(jax_cdist, "run_plan", run_plan)
     return seen

@@ -20,15 +20,30 @@ from ._api import _as_array, _dtypes, _is_tracer, soft_dtw
 __all__ = ["cdist_soft_dtw"]
 
 
-def _values(a, b, ii, jj, gamma, band):
+def _values(a, b, ii, jj, gamma, band, la, lb):
     global_constraint, sakoe_chiba_radius, itakura_max_slope = band
     return soft_dtw(a[ii], b[jj], gamma, global_constraint=global_constraint,
-                    sakoe_chiba_radius=sakoe_chiba_radius, itakura_max_slope=itakura_max_slope)
+                    sakoe_chiba_radius=sakoe_chiba_radius, itakura_max_slope=itakura_max_slope,
+                    x_lengths=None if la is None else la[ii], y_lengths=None if lb is None else lb[jj])
 
 
 # gamma static (a Python float: one compilation per value) or traced (differentiable)
 _values_jit = jax.jit(jax.checkpoint(_values, static_argnums=(4, 5)), static_argnums=(4, 5))
 _values_traced_gamma = jax.jit(jax.checkpoint(_values, static_argnums=(5,)), static_argnums=(5,))
+
+
+def _padded(X, name: str):
+    """``(array (n, L, D), lengths int32 (n,) or None)`` from an array or from a list of
+    ``(L_i, D)`` arrays (zero-padded to the longest; differentiable in every listed array)."""
+    if not isinstance(X, (list, tuple)):
+        return _as_array(X, name), None
+    series = [_as_array(s, f"{name}[{k}]") for k, s in enumerate(X)]
+    _pairwise.check_series_shapes([s.shape for s in series], name)
+    lengths = np.array([s.shape[0] for s in series], dtype=np.int32)
+    size = int(lengths.max())
+    dtype = jnp.result_type(*series)
+    data = jnp.stack([jnp.pad(s.astype(dtype), ((0, size - s.shape[0]), (0, 0))) for s in series])
+    return data, (None if (lengths == size).all() else lengths)
 
 
 def check_gamma(gamma):
@@ -38,18 +53,28 @@ def check_gamma(gamma):
     return spec.check_gamma(np.asarray(gamma) if isinstance(gamma, jax.Array) else gamma)
 
 
-def run_plan(plan: _pairwise.PairPlan, a, b, gamma, band, bar):
-    """The values of the plan's pairs, in plan order, as one ``(plan.total,)`` array."""
+def run_plan(plan: _pairwise.PairPlan, a, b, gamma, band, bar, la=None, lb=None):
+    """The values of the plan's pairs, in plan order, as one ``(plan.total,)`` array (``la``,
+    ``lb``: the series' lengths, or None for full length)."""
     size = min(plan.chunk_size, max(plan.total, 1))
     values = _values_traced_gamma if _is_tracer(gamma) else _values_jit
+    # a band with lengths needs the lengths concrete (softdtw.jax.soft_dtw): such chunks gather
+    # them in NumPy and run outside jit (soft_dtw's scans are jitted anyway), still checkpointed
+    concrete = (la is not None or lb is not None) and band[0] is not None
+    lj = [None if v is None else jnp.asarray(v) for v in (la, lb)]
     sync = not any(_is_tracer(t) for t in (a, b))
     parts = []
     for ii, jj in plan.chunks():
         k = len(ii)
         pad = size - k  # the last chunk is padded with pair (0, 0): one compiled shape
-        ii_p = jnp.asarray(np.pad(ii, (0, pad)), jnp.int32)
-        jj_p = jnp.asarray(np.pad(jj, (0, pad)), jnp.int32)
-        v = values(a, b, ii_p, jj_p, gamma, band)[:k]
+        ii_p = np.pad(ii, (0, pad)).astype(np.int32)
+        jj_p = np.pad(jj, (0, pad)).astype(np.int32)
+        if concrete:
+            fn = jax.checkpoint(lambda u, w, g, ii=ii_p, jj=jj_p: _values(u, w, ii, jj, g, band, la, lb))
+            v = fn(a, b, gamma)[:k] if _is_tracer(gamma) else jax.checkpoint(
+                lambda u, w, ii=ii_p, jj=jj_p: _values(u, w, ii, jj, gamma, band, la, lb))(a, b)[:k]
+        else:
+            v = values(a, b, jnp.asarray(ii_p), jnp.asarray(jj_p), gamma, band, *lj)[:k]
         if sync and not bar.disable:
             v.block_until_ready()  # the bar follows the computation, not the dispatch
         parts.append(v)
@@ -74,9 +99,10 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
 
     Parameters
     ----------
-    X : array_like, shape (n, N, D)
-    Y : array_like, shape (m, M, D), optional
-        None compares ``X`` with itself (a symmetric matrix).
+    X : array_like, shape (n, N, D), or a list of n arrays of shapes (N_i, D)
+    Y : array_like, shape (m, M, D), or a list of m arrays of shapes (M_j, D), optional
+        None compares ``X`` with itself (a symmetric matrix). Lists hold series of different
+        lengths (each pair uses its own lengths, as tslearn's variable-length datasets).
     gamma : float > 0, or a traced 0-d array
     normalize : bool
         The soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
@@ -102,19 +128,20 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     array([[0.   , 0.999],
            [0.999, 0.   ]], dtype=float32)
     """
-    a = _as_array(X, "X")
-    b = a if Y is None else _as_array(Y, "Y")
+    a, la = _padded(X, "X")
+    b, lb = (a, la) if Y is None else _padded(Y, "Y")
     _pairwise.check_dataset_shapes(a.shape, None if Y is None else b.shape)
     gamma = check_gamma(gamma)
     spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     band = (global_constraint, sakoe_chiba_radius, itakura_max_slope)
     n, m = a.shape[0], b.shape[0]
     chunk = _pairwise.check_chunk_size(chunk_size, a.shape[1], b.shape[1])
-    pairs = [(a, b), (a, a), (b, b)]
+    pairs = [(a, b, la, lb), (a, a, la, la), (b, b, lb, lb)]
     dtype = _dtypes(a, b)[1]
 
     def run(plan, which, bar):
-        flat = run_plan(plan, *pairs[which], gamma, band, bar)
+        u, v, lu, lv = pairs[which]
+        flat = run_plan(plan, u, v, gamma, band, bar, lu, lv)
         if flat is None:  # an empty dataset
             flat = jnp.zeros((0,), dtype)
         if plan.kind == "triangle":

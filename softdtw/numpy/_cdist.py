@@ -55,16 +55,10 @@ def as_dataset(X, name: str) -> Dataset:
     """An array ``(n, L, D)``, or a sequence of ``(L_i, D)`` arrays of possibly different lengths."""
     if isinstance(X, (list, tuple)) and len(X) > 0:
         series = [np.asarray(s) for s in X]
+        _pairwise.check_series_shapes([s.shape for s in series], name)
         for k, s in enumerate(series):
-            if s.ndim != 2:
-                raise ValueError(f"{name}[{k}] must have shape (length, D), got {s.ndim} dimensions {s.shape}")
             spec.check_dtype_kind(s.dtype.kind, f"{name}[{k}]")
-        if len({s.shape[1] for s in series}) > 1:
-            raise ValueError(f"the series of {name} must have the same number of features, got "
-                             f"{sorted({s.shape[1] for s in series})}")
         lengths = np.array([s.shape[0] for s in series], dtype=np.int64)
-        if lengths.min() < 1:
-            raise ValueError(f"{name} holds empty series: {name}[{int(np.argmin(lengths))}] has length 0")
         dtype = np.result_type(*series)
         data = np.zeros((len(series), int(lengths.max()), series[0].shape[1]), dtype=dtype)
         for k, s in enumerate(series):

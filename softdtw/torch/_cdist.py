@@ -49,19 +49,40 @@ def result_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return out
 
 
-def _values(a, b, ii, jj, gamma, band):
-    return soft_dtw(a[ii], b[jj], gamma, **band)
+def _padded(X, name: str):
+    """``(tensor (n, L, D), lengths int64 (n,) or None)`` from a tensor or from a list of
+    ``(L_i, D)`` tensors (zero-padded to the longest; autograd reaches every listed tensor)."""
+    if not isinstance(X, (list, tuple)):
+        return check_dataset(X, name), None
+    for k, s in enumerate(X):
+        check_dataset(s, f"{name}[{k}]")
+    _pairwise.check_series_shapes([tuple(s.shape) for s in X], name)
+    for s in X:
+        if s.device != X[0].device:
+            raise ValueError(f"the series of {name} must be on one device, got {X[0].device} and {s.device}")
+    dtype = X[0].dtype
+    for s in X[1:]:
+        dtype = torch.promote_types(dtype, s.dtype)
+    lengths = torch.tensor([s.shape[0] for s in X], dtype=torch.int64)
+    data = torch.nn.utils.rnn.pad_sequence([s.to(dtype) for s in X], batch_first=True)
+    return data, (None if bool((lengths == lengths[0]).all()) else lengths)
+
+
+def _values(a, b, ii, jj, gamma, band, la, lb):
+    return soft_dtw(a[ii], b[jj], gamma, x_lengths=None if la is None else la[ii],
+                    y_lengths=None if lb is None else lb[jj], **band)
 
 
 def _needs_grad(*objs) -> bool:
     return torch.is_grad_enabled() and any(isinstance(o, torch.Tensor) and o.requires_grad for o in objs)
 
 
-def _chunk_values(a, b, gamma, band):
-    """``values(i, j)`` of the pairs ``(a[i[p]], b[j[p]])``, checkpointed when autograd records."""
+def _chunk_values(a, b, gamma, band, la, lb):
+    """``values(i, j)`` of the pairs ``(a[i[p]], b[j[p]])`` (lengths ``la``, ``lb`` or None),
+    checkpointed when autograd records."""
     if _needs_grad(a, b, gamma):
-        return lambda ii, jj: checkpoint(_values, a, b, ii, jj, gamma, band, use_reentrant=False)
-    return lambda ii, jj: _values(a, b, ii, jj, gamma, band)
+        return lambda ii, jj: checkpoint(_values, a, b, ii, jj, gamma, band, la, lb, use_reentrant=False)
+    return lambda ii, jj: _values(a, b, ii, jj, gamma, band, la, lb)
 
 
 def _numba_fast_path(a, b, gamma) -> bool:
@@ -70,10 +91,17 @@ def _numba_fast_path(a, b, gamma) -> bool:
             and not isinstance(gamma, torch.Tensor) and os.environ.get("SOFTDTW_KERNEL", "numba") in ("", "numba"))
 
 
-def _as_dataset(t: torch.Tensor, dtype: torch.dtype) -> np_cdist.Dataset:
+def _as_dataset(t: torch.Tensor, lengths, dtype: torch.dtype) -> np_cdist.Dataset:
     a = t.detach()
     a = a.numpy() if a.dtype in (torch.float32, torch.float64) else a.to(dtype).numpy()
-    return np_cdist.Dataset.from_array(a, "X", nan_padding=False)  # a NaN: NaN entries, as soft_dtw
+    if lengths is None:
+        return np_cdist.Dataset.from_array(a, "X", nan_padding=False)  # a NaN: NaN entries, as soft_dtw
+    ln = lengths.numpy()
+    inside = np.arange(a.shape[1])[None, :] < ln[:, None]
+    nan = (np.isnan(a).any(axis=2) & inside).any(axis=1) if a.dtype.kind == "f" else None
+    if nan is not None and nan.any():
+        a = np.where(np.isnan(a), 0, a)
+    return np_cdist.Dataset(a, ln, False, nan)
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
@@ -94,9 +122,11 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
 
     Parameters
     ----------
-    X : Tensor, shape (n, N, D)
-    Y : Tensor, shape (m, M, D), optional
-        None compares ``X`` with itself (a symmetric matrix). Same device as ``X``.
+    X : Tensor, shape (n, N, D), or a list of n tensors of shapes (N_i, D)
+    Y : Tensor, shape (m, M, D), or a list of m tensors of shapes (M_j, D), optional
+        None compares ``X`` with itself (a symmetric matrix). Same device as ``X``. Lists hold
+        series of different lengths (each pair uses its own lengths, as tslearn's variable-length
+        datasets); gradients reach every listed tensor.
     gamma : float > 0
     normalize : bool
         The soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
@@ -123,9 +153,10 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     tensor([[0.0000, 0.9990],
             [0.9990, 0.0000]])
     """
-    check_dataset(X, "X")
+    X, lx = _padded(X, "X")
+    ly = None
     if Y is not None:
-        check_dataset(Y, "Y")
+        Y, ly = _padded(Y, "Y")
         if X.device != Y.device:
             raise ValueError(f"X and Y must be on the same device, got {X.device} and {Y.device}")
     _pairwise.check_dataset_shapes(tuple(X.shape), None if Y is None else tuple(Y.shape))
@@ -133,22 +164,22 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     band = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
                 itakura_max_slope=itakura_max_slope)
-    b = X if Y is None else Y
+    b, lb = (X, lx) if Y is None else (Y, ly)
     chunk = _pairwise.check_chunk_size(chunk_size, X.shape[1], b.shape[1])
     dtype = result_dtype(X, b)
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     if _numba_fast_path(X, b, gamma):
         out = np_cdist.kernel_matrix(
-            _as_dataset(X, compute), None if Y is None else _as_dataset(Y, compute), gamma,
+            _as_dataset(X, lx, compute), None if Y is None else _as_dataset(Y, ly, compute), gamma,
             spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope),
             np.dtype(str(compute)[6:]), normalize=normalize, chunk_size=chunk, progress=progress)
         return torch.from_numpy(out).to(dtype)
-    pairs = [(X, b), (X, X), (b, b)]
+    pairs = [(X, b, lx, lb), (X, X, lx, lx), (b, b, lb, lb)]
 
     def run(plan, which, bar):
-        u, v = pairs[which]
+        u, v, lu, lv = pairs[which]
         out = u.new_empty((plan.n,) if plan.kind == "diagonal" else (plan.n, plan.m), dtype=dtype)
-        return _pairwise.fill(plan, _chunk_values(u, v, gamma, band), out, bar,
+        return _pairwise.fill(plan, _chunk_values(u, v, gamma, band, lu, lv), out, bar,
                               index=lambda a: torch.from_numpy(a).to(u.device))
 
     return _pairwise.pairwise_matrix(X.shape[0], b.shape[0], symmetric=Y is None, normalize=normalize,
