@@ -463,19 +463,25 @@ def backward_push(xp, e, w, pending):
     """The backward recursion of :func:`backward_step`, regrouped to push each diagonal's
     alignment to its predecessors (the same sums, added in another order).
 
-    Works on the cells of a diagonal without the boundary entry (shape ``(..., N)``, index ``t``
-    = row ``t + 1``). ``e``: the alignment of diagonal ``k``; ``w``: its weight triple
-    (:func:`softmin_weights` of its predecessors, no boundary); ``pending``: ``w_diag * e`` of
-    diagonal ``k + 1`` (for diagonal ``k - 1``). Returns ``(into, pending')``: everything
-    diagonal ``k - 1`` receives from diagonals ``k`` and ``k + 1``, and ``w_diag * e`` of
-    diagonal ``k``. With ``e_{k-1} = into + seed``:
-
-        into[t] = (w_up e + pending)[t + 1] + w_left[t] e[t]     (0 beyond the last row)
+    Works on the cells of a diagonal without the boundary entry: ``e`` (the alignment of
+    diagonal ``k``, shape ``(..., L)``, index ``t`` = row ``t + 1``) and ``w`` (its weight triple,
+    :func:`softmin_weights` of its predecessors). Pushes are indexed by the sending row, one
+    more than ``e`` (a row just below the cells, whose pushes may still be pending):
+    ``pending`` ``(..., L + 1)`` is ``w_diag * e`` of diagonal ``k + 1`` (for diagonal ``k - 1``).
+    Returns ``(up, left, pending')``: what diagonal ``k - 1`` receives from diagonals ``k`` and
+    ``k + 1``, ``up`` ``(..., L + 1)`` by sending row (row ``t + 1`` sends ``up[t + 1]`` to row
+    ``t``, :func:`backward_receive`) and ``left`` ``(..., L)`` by receiving row; and
+    ``w_diag * e`` of diagonal ``k`` ``(..., L + 1)`` (for diagonal ``k - 2``).
     """
     wd, wu, wl = w
-    up = wu * e + pending
-    shifted = xp.concatenate([up[..., 1:], xp.zeros_like(up[..., :1])], axis=-1)
-    return shifted + wl * e, wd * e
+    up = xp.concatenate([wu * e + pending[..., :-1], pending[..., -1:]], axis=-1)
+    return up, wl * e, xp.concatenate([wd * e, xp.zeros_like(e[..., :1])], axis=-1)
+
+
+def backward_receive(xp, up, left):
+    """What a diagonal receives (:func:`backward_push`), by receiving row: its alignment before
+    the terminal seed, ``e_{k-1}[t] = up[t + 1] + left[t]``."""
+    return up[..., 1:] + left
 
 
 def band_bounds(n_pad: int, m_pad: int, x_lengths: np.ndarray, y_lengths: np.ndarray,

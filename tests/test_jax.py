@@ -114,6 +114,36 @@ def test_sqeuclidean_gradient_paths(d, monkeypatch):
                 (x, y), order=2, modes=("rev",))
 
 
+@pytest.mark.parametrize("n, m", [(9, 13), (13, 9)])
+def test_windowed_scans_match_reference(n, m, monkeypatch):
+    # the scans split into windows of rows (softdtw.jax._core._windows), forced at small sizes
+    from softdtw.jax import _core
+
+    monkeypatch.setattr(_core, "_WINDOW_MIN_ROWS", 1)
+    monkeypatch.setattr(sj._api, "_FUSED_MIN_LENGTH", 0)
+    jax.clear_caches()  # compilations of these shapes from other tests had one window
+    assert len(_core._windows(n, m)) >= 7
+    rng = np.random.default_rng(12)
+    lengths = dict(x_lengths=np.array([n, n - 3, 1]), y_lengths=np.array([m, m, m - 4]))
+    for d, kws in ((2, (dict(), dict(normalize=True), lengths, dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=3))),
+                   (6, (dict(), lengths))):
+        x, y = rng.standard_normal((3, n, d)), rng.standard_normal((3, m, d))
+        for kw in kws:
+            v, gx, gy = value_and_grads(x, y, 0.6, **kw)
+            vr, gxr, gyr = snp.soft_dtw_value_and_grad(x, y, 0.6, **kw)
+            assert rel(v, vr) <= 1e-10 and rel(gx, gxr) <= 1e-10 and rel(gy, gyr) <= 1e-10, (d, kw)
+    cost = rng.random((2, n, m))
+    kw = dict(x_lengths=np.array([n, n - 2]))
+    a, v = sj.soft_dtw_alignment_from_cost(cost, 0.4, **kw)
+    ar, vr = snp.soft_dtw_alignment_from_cost(cost, 0.4, **kw)
+    assert rel(a, ar) <= 1e-10 and rel(v, vr) <= 1e-10
+    gg = jax.grad(lambda g: sj.soft_dtw_from_cost(cost, g, **kw).sum())(0.4)
+    assert abs(gg - snp.soft_dtw_gamma_grad_from_cost(cost, 0.4, **kw)[1].sum()) <= 1e-10 * max(1.0, abs(gg))
+    if n < m:  # reverse over reverse through the windows (slow to compile: one pair of shapes)
+        check_grads(jax.jit(lambda c: sj.soft_dtw_from_cost(c, 0.5).sum()), (cost,), order=2, modes=("rev",))
+    jax.clear_caches()
+
+
 def test_alignment_from_series():
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 6, 2))
