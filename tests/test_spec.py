@@ -25,6 +25,33 @@ def test_softmin_stable_and_infinite():
     assert all(wi[0] == 0 for wi in w)
 
 
+@pytest.mark.parametrize("n, m", [(1, 1), (1, 4), (4, 1), (3, 5), (6, 2)])
+def test_backward_push_equals_backward_step(n, m):
+    # the two statements of the backward recursion (pull: backward_step, push: backward_push and
+    # backward_receive) give the same alignment over a whole matrix
+    rng = np.random.default_rng(n * 10 + m)
+    cost = rng.random((2, n, m))
+    c = spec.cost_diagonals(np, cost)
+    d0, d1 = spec.boundary_diagonals(np, np.zeros((2, n + 1)))
+    r = [d0, d1]
+    for k in range(2, n + m + 1):
+        r.append(spec.forward_step(np, r[k - 2], r[k - 1], c[k - 2], 0.7))
+    seed = np.zeros((2, n + 1))
+    seed[:, n] = 1.0
+    zeros, no_w = np.zeros((2, n + 1)), (np.zeros((2, n + 1)),) * 3
+    e1 = e2 = zeros
+    w1 = w2 = no_w
+    up, left, pending = np.zeros((2, n + 1)), np.zeros((2, n)), np.zeros((2, n + 1))
+    for k in range(n + m, 1, -1):
+        s = seed if k == n + m else zeros
+        e = spec.backward_step(np, e1, e2, w1, w2, s)
+        w = spec.diagonal_weights(np, r[k - 2], r[k - 1], 0.7)
+        ep = spec.backward_receive(np, up, left) + s[:, 1:]
+        up, left, pending = spec.backward_push(np, ep, tuple(x[:, 1:] for x in w), pending)
+        np.testing.assert_allclose(ep, e[:, 1:], rtol=1e-13, atol=1e-15)
+        e1, e2, w1, w2 = e, e1, w, w1
+
+
 tslearn_masks = pytest.importorskip("tslearn.metrics._masks")
 
 
