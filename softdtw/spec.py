@@ -382,15 +382,21 @@ def _shifted_exp(xp, a, m, scale):
     return xp.where(inf, xp.zeros_like(a), xp.exp(z * scale))
 
 
+def _shifted_exps(xp, a, b, c, gamma):
+    """``(m, finite, m_raw, (e_a, e_b, e_c))``: :func:`_safe_min3` and the three exponentials
+    ``exp(-(v - m) / gamma)`` (:func:`_shifted_exp`) that the softmin and its weights share."""
+    m, finite, m_raw = _safe_min3(xp, a, b, c)
+    scale = -1 / gamma
+    return m, finite, m_raw, tuple(_shifted_exp(xp, v, m, scale) for v in (a, b, c))
+
+
 def softmin(xp, a, b, c, gamma):
     """``-gamma log(exp(-a/gamma) + exp(-b/gamma) + exp(-c/gamma))`` with the minimum factored out.
 
     ``+inf`` when all three are ``+inf``, NaN when any is NaN; never overflows.
     """
-    m, finite, m_raw = _safe_min3(xp, a, b, c)
-    scale = -1 / gamma
-    s = _shifted_exp(xp, a, m, scale) + _shifted_exp(xp, b, m, scale) + _shifted_exp(xp, c, m, scale)
-    s = xp.where(finite, s, xp.ones_like(s))  # s >= 1 where finite
+    m, finite, m_raw, (ea, eb, ec) = _shifted_exps(xp, a, b, c, gamma)
+    s = xp.where(finite, ea + eb + ec, xp.ones_like(ea))  # s >= 1 where finite
     return xp.where(finite, m - gamma * xp.log(s), m_raw)  # +inf stays +inf, NaN stays NaN
 
 
@@ -399,11 +405,7 @@ def softmin_weights(xp, a, b, c, gamma):
 
     All zero where the three inputs are ``+inf`` (an unreachable cell).
     """
-    m, finite, _ = _safe_min3(xp, a, b, c)
-    scale = -1 / gamma
-    ea = _shifted_exp(xp, a, m, scale)
-    eb = _shifted_exp(xp, b, m, scale)
-    ec = _shifted_exp(xp, c, m, scale)
+    _, finite, _, (ea, eb, ec) = _shifted_exps(xp, a, b, c, gamma)
     inv = 1 / xp.where(finite, ea + eb + ec, xp.ones_like(ea))
     return ea * inv, eb * inv, ec * inv
 

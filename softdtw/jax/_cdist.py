@@ -69,10 +69,8 @@ def run_plan(plan: _pairwise.PairPlan, a, b, gamma, band, bar, la=None, lb=None)
         pad = size - k  # the last chunk is padded with pair (0, 0): one compiled shape
         ii_p = np.pad(ii, (0, pad)).astype(np.int32)
         jj_p = np.pad(jj, (0, pad)).astype(np.int32)
-        if concrete:
-            fn = jax.checkpoint(lambda u, w, g, ii=ii_p, jj=jj_p: _values(u, w, ii, jj, g, band, la, lb))
-            v = fn(a, b, gamma)[:k] if _is_tracer(gamma) else jax.checkpoint(
-                lambda u, w, ii=ii_p, jj=jj_p: _values(u, w, ii, jj, gamma, band, la, lb))(a, b)[:k]
+        if concrete:  # (a traced gamma is closed over: jax.checkpoint differentiates it)
+            v = jax.checkpoint(lambda u, w, ii=ii_p, jj=jj_p: _values(u, w, ii, jj, gamma, band, la, lb))(a, b)[:k]
         else:
             v = values(a, b, jnp.asarray(ii_p), jnp.asarray(jj_p), gamma, band, *lj)[:k]
         if sync and not bar.disable:

@@ -77,10 +77,10 @@ _WINDOW_CUTS = 4
 _WINDOW_MIN_ROWS = 128
 
 
-def _windows(n: int, m: int, cuts: int | None = None):
+def _windows(n: int, m: int):
     """``[(ks, ke, r0, w)]``: diagonals ``ks <= k0 < ke`` use rows ``r0 <= i0 < r0 + w`` only."""
     k_diags = n + m - 1
-    q = (_WINDOW_CUTS if min(n, m) >= _WINDOW_MIN_ROWS else 1) if cuts is None else cuts
+    q = _WINDOW_CUTS if min(n, m) >= _WINDOW_MIN_ROWS else 1
     s, big = min(n, m), max(n, m)
     marks = set()
     if q > 1:
@@ -281,10 +281,15 @@ def _cd_diag(ops, k0, r0=0, w=None):
     return lax.dynamic_index_in_dim(cdiag, k0, axis=0, keepdims=False)[:, r0:r0 + w]
 
 
+def _stack_step(ops, state, k0, ec, r0):
+    """A ``grad_step`` that only stacks the alignment's diagonals (for ``grad_finish``)."""
+    return state, ec
+
+
 _run_diagonals = _make_vjp(_Source(
     diag=_cd_diag,
     grad_init=lambda ops: None,
-    grad_step=lambda ops, state, k0, ec, r0: (state, ec),
+    grad_step=_stack_step,
     grad_finish=lambda ops, state, ys: (_assemble(ys, ops[0].shape[2]),),
 ))
 
@@ -302,16 +307,26 @@ def sdtw_diagonals(cdiag, gamma, kt=None, it=None):
 # ------------------------------------------------------------ source 2: squared Euclidean of x, y
 
 
+def _sq_m(xt, yr):
+    """M, the length of y, from the padded reversed ``yr`` (``M + 2N - 2`` long)."""
+    return yr.shape[2] - 2 * xt.shape[2] + 2
+
+
+def _partners(xt, yr, k0, r0, w):
+    """``(start, ys)``: ``ys = yr[:, :, start:start + w]``, ``ys[:, :, t] = y[:, k0 - r0 - t]``,
+    the partners of rows ``r0 .. r0 + w - 1`` on diagonal ``k0``."""
+    start = _sq_m(xt, yr) + xt.shape[2] - 2 - k0 + r0
+    return start, lax.dynamic_slice_in_dim(yr, start, w, axis=2)
+
+
 def _sq_diag(ops, k0, r0=0, w=None):
     # ops: xt (D, B, N), yr (D, B, M + 2N - 2) (y reversed along time, N - 1 zeros either side),
     # lo, hi (B, N) int32: row i0 uses the columns lo <= j0 < hi.
     xt, yr, lo, hi = ops
     d, batch, n = xt.shape
-    m = yr.shape[2] - 2 * n + 2
     if k0 is None:
-        return (n + m - 1, batch, n, xt.dtype)
-    # ys[:, :, t] = y[:, k0 - r0 - t]: the partner of row r0 + t
-    ys = lax.dynamic_slice_in_dim(yr, m + n - 2 - k0 + r0, w, axis=2)
+        return (n + _sq_m(xt, yr) - 1, batch, n, xt.dtype)
+    _, ys = _partners(xt, yr, k0, r0, w)
     diff = xt[:, :, r0:r0 + w] - ys
     c = jnp.sum(diff * diff, axis=0)
     j0 = k0 - jnp.arange(r0, r0 + w, dtype=jnp.int32)[None, :]
@@ -335,10 +350,8 @@ def _sq_scan_init(ops):
 def _sq_scan_step(ops, state, k0, ec, r0):
     xt, yr, _, _ = ops
     gx, gy = state
-    n, w = xt.shape[2], ec.shape[1]
-    m = yr.shape[2] - 2 * n + 2
-    start = m + n - 2 - k0 + r0
-    ys = lax.dynamic_slice_in_dim(yr, start, w, axis=2)
+    w = ec.shape[1]
+    start, ys = _partners(xt, yr, k0, r0, w)
     t = 2 * ec[None] * (xt[:, :, r0:r0 + w] - ys)
     gx = lax.dynamic_update_slice_in_dim(gx, lax.slice_in_dim(gx, r0, r0 + w, axis=2) + t, r0, axis=2)
     gy = lax.dynamic_update_slice_in_dim(gy, lax.dynamic_slice_in_dim(gy, start, w, axis=2) - t, start, axis=2)
@@ -353,8 +366,7 @@ def _sq_matmul_finish(ops, state, ys):
     # ys: the windows' alignment diagonals, assembled (K, B, N) and unskewed to E (B, N, M); the
     # cotangents of x and y are 2 (x rowsum(E) - E y) and 2 (y colsum(E) - E^T x)
     xt, yr, _, _ = ops
-    n = xt.shape[2]
-    m = yr.shape[2] - 2 * n + 2
+    n, m = xt.shape[2], _sq_m(xt, yr)
     e = spec.unskew(jnp, jnp.transpose(_assemble(ys, n), (1, 2, 0)), m)
     x = jnp.transpose(xt, (1, 2, 0))
     y = jnp.transpose(yr[:, :, n - 1:n - 1 + m], (1, 2, 0))[:, ::-1]
@@ -367,8 +379,7 @@ def _sq_matmul_finish(ops, state, ys):
 
 
 _run_sq_scan = _make_vjp(_Source(_sq_diag, _sq_scan_init, _sq_scan_step, _sq_scan_finish))
-_run_sq_matmul = _make_vjp(_Source(_sq_diag, lambda ops: None, lambda ops, state, k0, ec, r0: (state, ec),
-                                   _sq_matmul_finish))
+_run_sq_matmul = _make_vjp(_Source(_sq_diag, lambda ops: None, _stack_step, _sq_matmul_finish))
 
 
 def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None):

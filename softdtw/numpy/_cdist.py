@@ -27,14 +27,16 @@ class Dataset:
         self.nan = np.zeros(len(data), dtype=bool) if nan is None else nan
 
     @classmethod
-    def from_array(cls, data: np.ndarray, name: str, nan_padding: bool) -> "Dataset":
+    def from_array(cls, data: np.ndarray, name: str, nan_padding: bool, lengths=None) -> "Dataset":
         """A validated ``(n, L, D)`` array. With ``nan_padding`` (tslearn's convention for
-        variable lengths) trailing all-NaN time steps end a series; other NaNs mark the series."""
+        variable lengths) trailing all-NaN time steps end a series; other NaNs mark the series.
+        ``lengths`` (int ``(n,)``, without ``nan_padding``): the series' lengths when known (a
+        padded batch), else all ``L``; NaNs beyond a series' length are ignored."""
         _pairwise.check_dataset_shapes(data.shape, None, x_name=name)
         n, size = data.shape[:2]
-        lengths = np.full(n, size, dtype=np.int64)
+        lengths = np.full(n, size, dtype=np.int64) if lengths is None else np.array(lengths, dtype=np.int64)
         if data.dtype.kind != "f":
-            return cls(data, lengths, True)
+            return cls(data, lengths, bool((lengths == size).all()))
         nan_steps = np.isnan(data).all(axis=2)  # (n, L)
         if nan_padding:
             lengths -= np.cumprod(nan_steps[:, ::-1], axis=1).sum(axis=1)

@@ -94,14 +94,8 @@ def _numba_fast_path(a, b, gamma) -> bool:
 def _as_dataset(t: torch.Tensor, lengths, dtype: torch.dtype) -> np_cdist.Dataset:
     a = t.detach()
     a = a.numpy() if a.dtype in (torch.float32, torch.float64) else a.to(dtype).numpy()
-    if lengths is None:
-        return np_cdist.Dataset.from_array(a, "X", nan_padding=False)  # a NaN: NaN entries, as soft_dtw
-    ln = lengths.numpy()
-    inside = np.arange(a.shape[1])[None, :] < ln[:, None]
-    nan = (np.isnan(a).any(axis=2) & inside).any(axis=1) if a.dtype.kind == "f" else None
-    if nan is not None and nan.any():
-        a = np.where(np.isnan(a), 0, a)
-    return np_cdist.Dataset(a, ln, False, nan)
+    # a NaN: NaN entries, as soft_dtw
+    return np_cdist.Dataset.from_array(a, "X", nan_padding=False, lengths=None if lengths is None else lengths.numpy())
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
