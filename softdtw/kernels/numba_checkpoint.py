@@ -6,16 +6,23 @@ from the checkpoint above it, and runs the alignment recursion over them
 
 .. math::
 
-    E_{i,j} = w^{\mathrm{up}}_{i+1,j} E_{i+1,j} + w^{\mathrm{left}}_{i,j+1} E_{i,j+1}
-              + w^{\mathrm{diag}}_{i+1,j+1} E_{i+1,j+1},
+    E_{i,j} = \bigl(w^{\mathrm{diag}}_{i+1,j+1} E_{i+1,j+1} + w^{\mathrm{up}}_{i+1,j} E_{i+1,j}\bigr)
+              + w^{\mathrm{left}}_{i,j+1} E_{i,j+1},
 
 the weights being each cell's normalised softmin weights over its predecessors, rebuilt from
-``R`` (the minimum factored out, exponents <= 0). Memory per pair: ``(N / seg + seg + 3) (M + 1)``
-numbers. The squared Euclidean cost is computed from ``x`` and ``y`` as the sweep needs it and
-its gradient goes straight to ``x`` and ``y``; a cost matrix can be given instead.
+``R``. Memory per pair: ``(N / seg + seg + 4) (M + 2)`` numbers. The squared Euclidean cost is
+computed from ``x`` and ``y`` as the sweep needs it and its gradient goes straight to ``x``
+and ``y``; a cost matrix can be given instead.
 
-Same value for any ``seg`` (the same operations on the same numbers; tested), and the float64
-reference's to rounding; exact ``exp``/``log``.
+Bit for bit the default path's numbers (float64): every cell is computed by the functions of
+the lanes kernel (:mod:`softdtw.kernels.numba_cpu`: ``R`` in base-2 units ``R / (gamma ln 2)``,
+:func:`~softdtw.kernels.numba_cpu._softmin2`, :func:`~softdtw.kernels.numba_cpu._weights2`,
+products never fused into an FMA), each ``E`` sums its three pushes in the order above (as a
+cell inside a lanes strip does, and a strip's first column too), the gradient is ``E`` times
+the upstream gradient, and the squared Euclidean cost and its gradient go through the
+functions the default path uses for float64 (:mod:`softdtw.kernels.numba_sqeuclidean`, the
+gradient pushed row by row from the last row, each row from its last column). Tested against
+the default path with ``torch.equal`` (bands, lengths, strips, normalize, a cost matrix).
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ import math
 import numpy as np
 from numba import njit
 
-from .numba_cpu import _run_blocks
+from .numba_cpu import _FM, LN2, _mulx, _run_blocks, _softmin2, _weights2
+from .numba_sqeuclidean import cell_cost, push_grad
 
-_JIT = dict(cache=True, nogil=True)
+_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
 INF = np.inf
 
 
@@ -37,60 +45,37 @@ def segment_rows(n: int) -> int:
 
 
 @njit(**_JIT)
-def _cost(x, y, cost, b, i, j):
-    if cost.shape[0] > 0:
-        return cost[b, i, j]
-    s = 0.0
-    for d in range(x.shape[2]):
-        t = x[b, i, d] - y[b, j, d]
-        s += t * t
-    return s
-
-
-@njit(**_JIT)
-def _softmin(a, b_, c, gamma):
-    m = min(a, b_, c)
-    if m == INF:
-        return INF
-    return m - gamma * math.log(math.exp(-(a - m) / gamma) + math.exp(-(b_ - m) / gamma)
-                                + math.exp(-(c - m) / gamma))
-
-
-@njit(**_JIT)
-def _row(x, y, cost, b, i, prev, cur, m, lo, hi, gamma):
-    """``cur`` = DP row ``i`` (1-based) from ``prev`` (row ``i - 1``), columns ``1..m``."""
-    cur[0] = INF
+def _row(x, y, cost, b, i, prev, cur, ct, m, lo, hi, inv_scale):
+    """``cur`` = DP row ``i`` (1-based, base-2 units) from ``prev`` (row ``i - 1``), columns
+    ``1..m``; ``ct`` is scratch for the row's scaled costs (formed before the recursion, as
+    the lanes kernel forms its cost tile)."""
     a = lo[b, i - 1]
     z = min(hi[b, i - 1], m)
     for j in range(1, m + 1):
         if j - 1 < a or j - 1 >= z:
-            cur[j] = INF
+            ct[j] = INF
+        elif cost.shape[0] > 0:
+            ct[j] = _mulx(cost[b, i - 1, j - 1], inv_scale)
         else:
-            cur[j] = _cost(x, y, cost, b, i - 1, j - 1) + _softmin(prev[j - 1], prev[j], cur[j - 1], gamma)
+            ct[j] = _mulx(cell_cost(x, y, b, i - 1, j - 1), inv_scale)
+    cur[0] = INF
+    for j in range(1, m + 1):
+        if ct[j] < INF:
+            cur[j] = ct[j] + _softmin2(prev[j - 1], prev[j], cur[j - 1], INF, 0.0, 1.0)
+        else:
+            cur[j] = INF
 
 
 @njit(**_JIT)
-def _weights(d, u, l, gamma):
-    """Normalised softmin weights of predecessors (diag, up, left); zeros if all are +inf."""
-    m = min(d, u, l)
-    if m == INF:
-        return 0.0, 0.0, 0.0
-    ed = math.exp(-(d - m) / gamma) if d != INF else 0.0
-    eu = math.exp(-(u - m) / gamma) if u != INF else 0.0
-    el = math.exp(-(l - m) / gamma) if l != INF else 0.0
-    s = ed + eu + el
-    return ed / s, eu / s, el / s
-
-
-@njit(**_JIT)
-def forward_pair(x, y, cost, b, n, m, lo, hi, gamma, seg, ckpt):
-    """Value of pair ``b``; rows ``0, seg, 2 seg, ...`` of ``R`` into ``ckpt[b]``."""
+def forward_pair(x, y, cost, b, n, m, lo, hi, inv_scale, seg, ckpt):
+    """``R[n, m]`` of pair ``b`` (base-2 units); rows ``0, seg, 2 seg, ...`` into ``ckpt[b]``."""
     prev = np.full(m + 1, INF)
     cur = np.empty(m + 1)
+    ct = np.empty(m + 1)
     prev[0] = 0.0
     ckpt[b, 0, : m + 1] = prev
     for i in range(1, n + 1):
-        _row(x, y, cost, b, i, prev, cur, m, lo, hi, gamma)
+        _row(x, y, cost, b, i, prev, cur, ct, m, lo, hi, inv_scale)
         if i % seg == 0:
             ckpt[b, i // seg, : m + 1] = cur
         prev, cur = cur, prev
@@ -98,55 +83,47 @@ def forward_pair(x, y, cost, b, n, m, lo, hi, gamma, seg, ckpt):
 
 
 @njit(**_JIT)
-def backward_pair(x, y, cost, b, n, m, lo, hi, gamma, seg, ckpt, gv, gx, gy, gcost):
+def backward_pair(x, y, cost, b, n, m, lo, hi, inv_scale, seg, ckpt, gv, gx, gy, gcost):
     """The gradient of pair ``b``'s value times ``gv`` into ``gx``/``gy`` (or ``gcost``).
 
-    Each cell's weights over its predecessors are computed once, when its row is reached:
-    ``(diag, up)`` are kept for the row above, ``left`` for the cell to the left."""
+    ``acc[j]``: the pushes into cell ``(i, j)`` of the current row from the row under it
+    (diagonal + up); ``accn``: the same for the row above, filled while the row is swept from
+    its last column, the push from the right neighbour carried in ``cl``."""
     band = np.empty((seg + 1, m + 1))  # DP rows r0 .. r0 + seg of the current band
-    ebelow = np.zeros(m + 2)  # E of the row under the current one
-    erow = np.zeros(m + 2)
-    wd_b = np.zeros(m + 2)  # diag / up weights of the cells of the row under the current one
-    wu_b = np.zeros(m + 2)
-    wd_c = np.zeros(m + 2)
-    wu_c = np.zeros(m + 2)
+    ct = np.empty(m + 1)
+    acc = np.zeros(m + 2)
+    accn = np.zeros(m + 2)
     sq = gcost.shape[0] == 0
     for k in range((n - 1) // seg, -1, -1):  # band k: rows k seg + 1 .. min((k + 1) seg, n)
         r0 = k * seg
         r1 = min(r0 + seg, n)
         band[0, : m + 1] = ckpt[b, k, : m + 1]
         for i in range(r0 + 1, r1 + 1):
-            _row(x, y, cost, b, i, band[i - 1 - r0], band[i - r0], m, lo, hi, gamma)
+            _row(x, y, cost, b, i, band[i - 1 - r0], band[i - r0], ct, m, lo, hi, inv_scale)
         for i in range(r1, r0, -1):
             cur = band[i - r0]
             up = band[i - 1 - r0]
-            wl_next = 0.0  # left weight of cell (i, j + 1)
-            for j in range(m, 0, -1):
-                if i == n and j == m:
-                    e = gv
+            if i == n:
+                acc[m] = acc[m] + 1.0
+            a = lo[b, i - 1]
+            z = min(hi[b, i - 1], m)
+            accn[:] = 0.0
+            cl = 0.0
+            cd = 0.0
+            for j in range(z, a, -1):
+                e = acc[j] + cl
+                wd, wu, wl = _weights2(up[j - 1], up[j], cur[j - 1], INF, 0.0, 1.0)
+                accn[j] = cd + _mulx(wu, e)
+                cd = _mulx(wd, e)
+                cl = _mulx(wl, e)
+                g = _mulx(e, gv)
+                if sq:
+                    if g != 0.0:
+                        push_grad(x, y, b, i - 1, j - 1, g, gx, gy)
                 else:
-                    e = erow[j + 1] * wl_next if j < m else 0.0
-                    if i < n:
-                        e += ebelow[j] * wu_b[j] + ebelow[j + 1] * wd_b[j + 1]
-                erow[j] = e
-                if cur[j] < INF:
-                    wd, wu, wl = _weights(up[j - 1], up[j], cur[j - 1], gamma)
-                else:
-                    wd, wu, wl = 0.0, 0.0, 0.0
-                wd_c[j] = wd
-                wu_c[j] = wu
-                wl_next = wl
-                if e != 0.0:
-                    if sq:
-                        for d in range(x.shape[2]):
-                            t = 2.0 * e * (x[b, i - 1, d] - y[b, j - 1, d])
-                            gx[b, i - 1, d] += t
-                            gy[b, j - 1, d] -= t
-                    else:
-                        gcost[b, i - 1, j - 1] = e
-            ebelow, erow = erow, ebelow
-            wd_b, wd_c = wd_c, wd_b
-            wu_b, wu_c = wu_c, wu_b
+                    gcost[b, i - 1, j - 1] = g
+            accn[a] = cd
+            acc, accn = accn, acc
 
 
 def _arrays(x, y, cost, lo, hi):
@@ -169,8 +146,12 @@ def forward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, threads=1):
     ckpt = np.empty((batch, n // seg + 1, m + 1))
     value = np.empty(batch)
 
+    inv_scale = 1.0 / (float(gamma) * LN2)  # as numba_cpu.forward forms it
+    out_scale = float(gamma) * LN2
+
     def one(b):
-        value[b] = forward_pair(x, y, cost, b, int(x_len[b]), int(y_len[b]), lo, hi, float(gamma), seg, ckpt)
+        value[b] = forward_pair(x, y, cost, b, int(x_len[b]), int(y_len[b]), lo, hi, inv_scale, seg,
+                                ckpt) * out_scale
 
     _run_blocks(one, batch, threads)
     return value, ckpt
@@ -185,10 +166,11 @@ def backward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, ckpt, grad_value, thr
     gy = np.zeros_like(y)
     gcost = np.zeros_like(cost)
     gv = np.asarray(grad_value, np.float64)
+    inv_scale = 1.0 / (float(gamma) * LN2)
 
     def one(b):
         n, m = int(x_len[b]), int(y_len[b])
-        backward_pair(x, y, cost, b, n, m, lo, hi, float(gamma), seg, ckpt, float(gv[b]), gx, gy, gcost)
+        backward_pair(x, y, cost, b, n, m, lo, hi, inv_scale, seg, ckpt, float(gv[b]), gx, gy, gcost)
 
     _run_blocks(one, batch, threads)
     return (gx, gy) if sq else gcost

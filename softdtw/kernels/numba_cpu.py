@@ -28,9 +28,13 @@ Numerics
   ``m - log2(1 + 2^(m - mid) + 2^(m - max))`` (sorted inputs: two ``exp2`` and one ``log2``
   per cell). float32 uses vectorisable polynomial ``exp2``/``log2`` (relative error ~1e-7);
   float64 uses the exact library functions.
-* ``r`` stores ``R`` relative to a per-lane offset, re-based every step by the minimum of the
-  lane's previous row (which the backward recomputes from the stored row), so float32 ``R``
-  stays small and differences of neighbours stay accurate at any size. A strip's left boundary
+* float32: ``r`` stores ``R`` relative to a per-lane offset, re-based every step by the
+  minimum of the lane's previous row (which the backward recomputes from the stored row), so
+  float32 ``R`` stays small and differences of neighbours stay accurate at any size. float64
+  keeps ``R`` itself (offsets stay 0), and its products are never fused into FMAs
+  (:func:`_mulx`), so that every cell's value and ``E`` are those of a plain row recursion
+  with the same functions, which the checkpointed kernel recomputes to the last bit; a
+  strip's first column sums its pushes as a cell inside a strip does. A strip's left boundary
   value moves from its neighbour's offset to its own by a float32 number kept in ``aux``
   (float64 ``(B, S (N + S - 1))``, see :func:`aux_shape`).
 * The backward recomputes every cell's normalised softmin weights from its three stored
@@ -145,6 +149,48 @@ _prefetch_r = _make_prefetch(0)  # software prefetch of arr[idx] (1-d) for readi
 _prefetch_w = _make_prefetch(1)  # ... for writing
 
 
+@intrinsic
+def _fmul_nofma(typingctx, a, b):
+    """float64 ``a * b`` behind ``llvm.arithmetic.fence``: LLVM never contracts it into an FMA
+    (numba puts the function's fast-math flags on every instruction, this one's too; the fence
+    keeps the product a rounded value of its own)."""
+    sig = types.float64(types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        f64 = ir.DoubleType()
+        fence = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64]),
+                                               "llvm.arithmetic.fence.f64")
+        return builder.call(fence, [builder.fmul(args[0], args[1])])
+
+    return sig, codegen
+
+
+def _mulx(a, b):
+    """``a * b``; in float64 never fused with an addition into an FMA, so that every kernel
+    that writes the same expression rounds it the same way (the checkpointed kernel of
+    :mod:`softdtw.kernels.numba_checkpoint` reproduces this one bit for bit)."""
+
+
+@overload(_mulx, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_mulx(a, b):
+    if a == types.float64 and b == types.float64:
+        return lambda a, b: _fmul_nofma(a, b)
+    return lambda a, b: a * b
+
+
+def _rebases(zero_):
+    """Whether ``r`` holds ``R`` relative to per-lane offsets: float32 (accuracy at any size),
+    not float64, which keeps ``R`` itself (enough there, and the same numbers as a plain row
+    recursion: what the checkpointed kernel recomputes)."""
+
+
+@overload(_rebases, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_rebases(zero_):
+    if zero_ == types.float64:
+        return lambda zero_: False
+    return lambda zero_: True
+
+
 def _exp2m(t):
     """``2 ** t`` for ``t <= 0`` (``-inf`` allowed; exactly 0 below the float32 normal range)."""
 
@@ -232,7 +278,7 @@ def _weights2(a, b, c, inf_, zero_, one_):
     s = ea + eb + ec
     s = s if s > one_ else one_  # s >= 1 when one input is finite
     inv = one_ / s
-    return ea * inv, eb * inv, ec * inv
+    return _mulx(ea, inv), _mulx(eb, inv), _mulx(ec, inv)
 
 
 @njit(inline="always", **_JIT)
@@ -379,7 +425,7 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
         # bd, kept in ``shifts`` so that the backward forms it identically
         for ln in range(L):
             r0 = rmin[ln]
-            sh = r0 if r0 < inf_ else zero_
+            sh = r0 if (r0 < inf_ and _rebases(zero_)) else zero_
             delta[ln] = -sh
             offn[ln] = offl[ln] + sh
             rmin[ln] = inf_
@@ -783,7 +829,8 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
         for ln in range(L):
             lf = lane_left[ln]
             if lf >= 0:
-                accn[W, lf] += acc[0, ln] + cl[ln]
+                # (diag + up) + left, as a cell inside a strip sums them
+                accn[W, lf] = (acc[0, ln] + accn[W, lf]) + cl[ln]
         for ln in range(L):
             gacc[ln] += gstep[ln]
         # gradient rows
@@ -830,7 +877,7 @@ def _row_delta(rv, t, N, W, lane_p, lane_s, out, tmp, inf_, zero_):
     for ln in range(L):
         i = t - lane_s[ln]
         m = tmp[ln]
-        out[ln] = -m if (lane_p[ln] >= 0 and i >= 0 and i < N and m < inf_) else zero_
+        out[ln] = -m if (lane_p[ln] >= 0 and i >= 0 and i < N and m < inf_ and _rebases(zero_)) else zero_
 
 
 @njit(**_JIT)
@@ -877,9 +924,9 @@ def _load_row(store, shifts, scr, d0, dtmp, t, N, W, rowsize, lane_p, lane_s, la
 def _bwd_cell(a, b, c, acc, accn, et, cl, cd, w, ln, inf_, zero_, one_):
     e = acc[w, ln] + cl[ln]
     wa, wb, wc = _weights2(a, b, c, inf_, zero_, one_)
-    accn[w, ln] = cd[ln] + wb * e
-    cd[ln] = wa * e
-    cl[ln] = wc * e
+    accn[w, ln] = cd[ln] + _mulx(wb, e)
+    cd[ln] = _mulx(wa, e)
+    cl[ln] = _mulx(wc, e)
     et[w - 1, ln] = e
 
 
@@ -887,9 +934,9 @@ def _bwd_cell(a, b, c, acc, accn, et, cl, cd, w, ln, inf_, zero_, one_):
 def _bwd_cell_gg(a, b, c, acc, accn, et, cl, cd, gstep, w, ln, inf_, zero_, one_):
     e = acc[w, ln] + cl[ln]
     wa, wb, wc, ent = _weights2_ent(a, b, c, inf_, zero_, one_)
-    accn[w, ln] = cd[ln] + wb * e
-    cd[ln] = wa * e
-    cl[ln] = wc * e
+    accn[w, ln] = cd[ln] + _mulx(wb, e)
+    cd[ln] = _mulx(wa, e)
+    cl[ln] = _mulx(wc, e)
     et[w - 1, ln] = e
     gstep[ln] += e * ent
 

@@ -84,10 +84,26 @@ def _empty(shape, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _numba_f64(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """float64 CPU tensors of shape (B, N, D) outside torch.compile: the cost and its gradient
+    run the numba kernels of :mod:`softdtw.kernels.numba_sqeuclidean`, whose fixed order of
+    operations the checkpointed kernel reproduces (``memory="checkpoint"`` equals the default
+    to the last bit)."""
+    return (x.dtype == torch.float64 and y.dtype == torch.float64 and x.device.type == "cpu"
+            and y.device.type == "cpu" and x.dim() == 3 and y.dim() == 3 and x.shape[0] == y.shape[0]
+            and not torch.compiler.is_compiling())
+
+
 def _sqeuclidean_values(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # one (B, N, M) output, filled in place, in memory from _empty (the page faults of a fresh
     # large tensor cost as much as a pass of arithmetic over it)
     out = _empty((*x.shape[:-1], y.shape[-2]), x)
+    if _numba_f64(x, y):
+        from ..kernels import numba_sqeuclidean
+
+        numba_sqeuclidean.cost(x.detach().numpy(), y.detach().numpy(), out=out.numpy(),
+                               threads=torch.get_num_threads())
+        return out
     if x.shape[-1] <= 2:
         # exact: one feature at a time
         torch.sub(x[..., :, None, 0], y[..., None, :, 0], out=out).square_()
@@ -117,6 +133,13 @@ class _SqEuclidean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
+        if _numba_f64(x, y) and not torch.is_grad_enabled():  # (create_graph: differentiable ops below)
+            from ..kernels import numba_sqeuclidean
+
+            gx, gy = numba_sqeuclidean.grad(x.detach().numpy(), y.detach().numpy(), g.detach().numpy(),
+                                            threads=torch.get_num_threads())
+            return (torch.from_numpy(gx) if ctx.needs_input_grad[0] else None,
+                    torch.from_numpy(gy) if ctx.needs_input_grad[1] else None)
         gx = gy = None
         if ctx.needs_input_grad[0]:
             gx = 2 * (x * g.sum(-1)[..., None] - g @ y)
@@ -394,7 +417,8 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
         ``"checkpoint"`` keeps only every ``sqrt(N)``-th DP row (CPU; every ``sqrt(N + M)``-th
         pair of diagonals elsewhere) and recomputes the rest in the backward: O(B sqrt(N) M)
         memory instead of O(B N M), and with the default cost no cost matrix either
-        (N = M = 32768 runs in 0.2 GB). The same values as ``"full"`` to rounding; slower.
+        (N = M = 32768 runs in 0.2 GB). On CPU in float64 the same values and gradients as
+        ``"full"`` to the last bit (elsewhere to rounding); slower.
 
     Returns
     -------

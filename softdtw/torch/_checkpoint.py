@@ -14,9 +14,10 @@ diagonal's cells goes straight to ``x`` and ``y`` (``d C_ij / d x_i = 2 (x_i - y
 
 Every diagonal is computed by the same operations on the same inputs in the forward and in
 the recomputation, so the result does not depend on ``seg`` (bit for bit; tested). The
-arithmetic is the pure-torch path's (:mod:`softdtw.spec`), not the numba/Triton kernels', so
-it agrees with the default path to rounding (1e-12 in float64), and it is slower: one small
-group of torch operations per diagonal.
+sweep's arithmetic is the pure-torch path's (:mod:`softdtw.spec`), not the Triton kernels', so
+on those devices it agrees with the default path to rounding (1e-12 in float64), and it is
+slower: one small group of torch operations per diagonal. On CPU the numba row-band kernel
+equals the default path to the last bit in float64.
 """
 
 from __future__ import annotations

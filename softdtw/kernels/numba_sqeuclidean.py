@@ -1,0 +1,82 @@
+r"""numba CPU kernels of the squared Euclidean cost and its gradient, in a fixed order.
+
+.. math::
+
+    C_{ij} = \sum_d (x_{id} - y_{jd})^2, \qquad
+    \frac{\partial}{\partial x_{id}} \mathrel{+}= 2 g_{ij} (x_{id} - y_{jd}), \quad
+    \frac{\partial}{\partial y_{jd}} \mathrel{-}= 2 g_{ij} (x_{id} - y_{jd})
+
+The sums run over ``d`` upwards for a cost, and over the cells row by row from the last row,
+each row from its last column, for the gradient; products are never fused into an FMA
+(:func:`softdtw.kernels.numba_cpu._mulx`). The checkpointed kernel
+(:mod:`softdtw.kernels.numba_checkpoint`) computes its costs and pushes its gradient through the
+same two functions (:func:`cell_cost`, :func:`push_grad`) in the same order, which is what makes
+``memory="checkpoint"`` equal to the default path to the last bit in float64. The torch
+realization uses these kernels for float64 CPU tensors (:func:`softdtw.torch.sqeuclidean_cost`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .numba_cpu import _FM, _mulx, _run_blocks
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
+
+
+@njit(inline="always", **_JIT)
+def cell_cost(x, y, b, i, j):
+    """``sum_d (x[b, i, d] - y[b, j, d]) ** 2``, d upwards."""
+    s = 0.0
+    for d in range(x.shape[2]):
+        t = x[b, i, d] - y[b, j, d]
+        s = s + _mulx(t, t)
+    return s
+
+
+@njit(inline="always", **_JIT)
+def push_grad(x, y, b, i, j, g, gx, gy):
+    """Adds ``2 g (x_i - y_j)`` to ``gx[b, i]`` and subtracts it from ``gy[b, j]``."""
+    g2 = _mulx(2.0, g)
+    for d in range(x.shape[2]):
+        t = _mulx(g2, x[b, i, d] - y[b, j, d])
+        gx[b, i, d] = gx[b, i, d] + t
+        gy[b, j, d] = gy[b, j, d] - t
+
+
+@njit(**_JIT)
+def _cost_pair(x, y, b, out):
+    for i in range(x.shape[1]):
+        for j in range(y.shape[1]):
+            out[b, i, j] = cell_cost(x, y, b, i, j)
+
+
+@njit(**_JIT)
+def _grad_pair(x, y, g, b, gx, gy):
+    for i in range(x.shape[1] - 1, -1, -1):
+        for j in range(y.shape[1] - 1, -1, -1):
+            v = g[b, i, j]
+            if v != 0.0:
+                push_grad(x, y, b, i, j, v, gx, gy)
+
+
+def cost(x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+    """``(B, N, M)`` float64 costs of ``x`` (B, N, D) and ``y`` (B, M, D), float64 (into ``out``)."""
+    x = np.ascontiguousarray(x, np.float64)
+    y = np.ascontiguousarray(y, np.float64)
+    if out is None:
+        out = np.empty((x.shape[0], x.shape[1], y.shape[1]))
+    _run_blocks(lambda b: _cost_pair(x, y, b, out), x.shape[0], threads)
+    return out
+
+
+def grad(x: np.ndarray, y: np.ndarray, g: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(d/dx, d/dy)`` of ``sum_ij g_ij C_ij`` (float64), summed in the order described above."""
+    x = np.ascontiguousarray(x, np.float64)
+    y = np.ascontiguousarray(y, np.float64)
+    g = np.ascontiguousarray(g, np.float64)
+    gx = np.zeros_like(x)
+    gy = np.zeros_like(y)
+    _run_blocks(lambda b: _grad_pair(x, y, g, b, gx, gy), x.shape[0], threads)
+    return gx, gy
