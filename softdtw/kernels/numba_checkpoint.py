@@ -23,6 +23,10 @@ the upstream gradient, and the squared Euclidean cost and its gradient go throug
 functions the default path uses for float64 (:mod:`softdtw.kernels.numba_sqeuclidean`, the
 gradient pushed row by row from the last row, each row from its last column). Tested against
 the default path with ``torch.equal`` (bands, lengths, strips, normalize, a cost matrix).
+
+numba caches each function by its own source file: after editing ``numba_cpu.py`` or
+``numba_sqeuclidean.py`` in a checkout, delete the ``__pycache__`` folder here too (an
+installed package gets fresh caches).
 """
 
 from __future__ import annotations

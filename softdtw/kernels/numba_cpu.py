@@ -27,7 +27,10 @@ Numerics
 * Values are kept in base-2 units ``R / (gamma ln 2)`` so that the softmin is
   ``m - log2(1 + 2^(m - mid) + 2^(m - max))`` (sorted inputs: two ``exp2`` and one ``log2``
   per cell). float32 uses vectorisable polynomial ``exp2``/``log2`` (relative error ~1e-7);
-  float64 uses the exact library functions.
+  float64 vectorisable polynomials accurate to float64 rounding (within 0.85 ulp of the exact
+  ``exp2``, 0.78 ulp of ``log2`` over what the kernel feeds them; libm's: 0.51 and 0.54;
+  ``benchmarks/accuracy_exp2_log2.py``), which took the float64 kernel from scalar libm
+  calls to 4 lanes per AVX2 vector.
 * float32: ``r`` stores ``R`` relative to a per-lane offset, re-based every step by the
   minimum of the lane's previous row (which the backward recomputes from the stored row), so
   float32 ``R`` stays small and differences of neighbours stay accurate at any size. float64
@@ -105,23 +108,57 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
 
 
 # ---------------------------------------------------------------------------
-# Scalar math, specialised by dtype (float32: vectorisable polynomials; float64: libm)
+# Scalar math, specialised by dtype (vectorisable polynomials: float32 ~1e-7, float64 < 1 ulp)
 # ---------------------------------------------------------------------------
 
 
 @intrinsic
-def _pow2i_f32(typingctx, n):
-    """``2 ** n`` for an integral float32 ``n`` in ``[-127, 0]`` (``n = -127`` gives exactly 0)."""
-    sig = types.float32(types.float32)
+def _pow2i(typingctx, n):
+    """``2 ** n`` for an integral float32 (float64) ``n`` in ``[-127, 0]`` (``[-1023, 0]``);
+    ``n = -127`` (``-1023``) gives exactly 0."""
+    if n not in (types.float32, types.float64):
+        return None
+    bits, mantissa, bias = (32, 23, 127) if n == types.float32 else (64, 52, 1023)
+    sig = n(n)
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        i = builder.fptosi(args[0], i32)
-        i = builder.add(i, ir.Constant(i32, 127))
-        i = builder.shl(i, ir.Constant(i32, 23))
-        return builder.bitcast(i, ir.FloatType())
+        it = ir.IntType(bits)
+        i = builder.fptosi(args[0], it)
+        i = builder.add(i, ir.Constant(it, bias))
+        i = builder.shl(i, ir.Constant(it, mantissa))
+        return builder.bitcast(i, context.get_value_type(n))
 
     return sig, codegen
+
+
+@intrinsic
+def _fma64(typingctx, a, b, c):
+    """float64 ``a * b + c`` rounded once (``llvm.fma``): the same rounding in every kernel,
+    whatever LLVM would have contracted."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        f64 = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64, f64, f64]), "llvm.fma.f64")
+        return builder.call(fn, list(args))
+
+    return sig, codegen
+
+
+# float64 2^f on [-1/2, 1/2]: Taylor series of exp(f ln 2) to degree 13 (truncation < 5e-18
+# relative), highest degree first
+_EXP2_F64 = (1.3691488853904128e-12, 2.5678435993488206e-11, 4.4455382718708116e-10, 7.054911620801123e-09,
+             1.01780860092397e-07, 1.321548679014431e-06, 1.5252733804059841e-05, 0.0001540353039338161,
+             0.0013333558146428443, 0.009618129107628477, 0.05550410866482158, 0.24022650695910072,
+             0.6931471805599453)
+# float64 log2(x) = u * sum_k c_k u^(2k), u = (x - 1) / (x + 1), x in [1/sqrt 2, sqrt 2]:
+# c_k = 2 / ((2k + 1) ln 2), k <= 10 (truncation < 1e-18 relative), highest degree first
+# (c_10 .. c_1 here; c_0 in double-double below)
+_LOG2_F64 = (0.1373995277037108, 0.15186263588304877, 0.16972882833987804, 0.19235933878519512,
+             0.22195308321368667, 0.2623081892525388, 0.3205988979753252, 0.4121985831111324,
+             0.5770780163555853, 0.9617966939259756)
+_LOG2_C0_HI = 2.8853900817779268  # c_0 = 2 / ln 2 = _LOG2_C0_HI + _LOG2_C0_LO
+_LOG2_C0_LO = 4.0710547481862066e-17
 
 
 def _make_prefetch(rw):
@@ -149,22 +186,6 @@ _prefetch_r = _make_prefetch(0)  # software prefetch of arr[idx] (1-d) for readi
 _prefetch_w = _make_prefetch(1)  # ... for writing
 
 
-@intrinsic
-def _fmul_nofma(typingctx, a, b):
-    """float64 ``a * b`` behind ``llvm.arithmetic.fence``: LLVM never contracts it into an FMA
-    (numba puts the function's fast-math flags on every instruction, this one's too; the fence
-    keeps the product a rounded value of its own)."""
-    sig = types.float64(types.float64, types.float64)
-
-    def codegen(context, builder, signature, args):
-        f64 = ir.DoubleType()
-        fence = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64]),
-                                               "llvm.arithmetic.fence.f64")
-        return builder.call(fence, [builder.fmul(args[0], args[1])])
-
-    return sig, codegen
-
-
 def _mulx(a, b):
     """``a * b``; in float64 never fused with an addition into an FMA, so that every kernel
     that writes the same expression rounds it the same way (the checkpointed kernel of
@@ -174,7 +195,11 @@ def _mulx(a, b):
 @overload(_mulx, jit_options=dict(fastmath=_FM, error_model="numpy"))
 def _ol_mulx(a, b):
     if a == types.float64 and b == types.float64:
-        return lambda a, b: _fmul_nofma(a, b)
+        # fma(a, b, +0) is a * b rounded once (-0 products become +0), and LLVM folds it into
+        # an fmul only under nsz, which the kernels do not set; unlike an fmul (numba flags every
+        # instruction 'contract') it is never fused with a later addition, and unlike
+        # llvm.arithmetic.fence it vectorises
+        return lambda a, b: _fma64(a, b, 0.0)
     return lambda a, b: a * b
 
 
@@ -189,6 +214,15 @@ def _ol_rebases(zero_):
     if zero_ == types.float64:
         return lambda zero_: False
     return lambda zero_: True
+
+
+@njit(inline="always", **_JIT)
+def _horner64(c, x):
+    """``c[0] x^(n-1) + ... + c[n-1]`` (float64), one FMA per coefficient."""
+    q = c[0]
+    for k in range(1, len(c)):
+        q = _fma64(q, x, c[k])
+    return q
 
 
 def _exp2m(t):
@@ -217,10 +251,21 @@ def _ol_exp2m(t):
             q = q * f + np.float32(0.24022932350635529)
             q = q * f + np.float32(0.6931470632553101)
             p = q * f + np.float32(1.0)
-            return p * _pow2i_f32(n)
+            return p * _pow2i(n)
         return impl
     if t == types.float64:
-        return lambda t: np.exp2(t)
+        c = _EXP2_F64
+
+        def impl(t):
+            # vectorisable, within 1 ulp of the exact 2^t (benchmarks/accuracy_exp2_log2.py);
+            # exactly 0 from t <= -1023 on (libm: subnormals), exactly 1 at t = 0
+            t = t if t > -1023.0 else -1023.0
+            n = np.floor(t + 0.5)
+            f = t - n
+            q = _horner64(c, f)
+            p = _fma64(q, f, 1.0)
+            return _mulx(p, _pow2i(n))
+        return impl
 
 
 @overload(_clampt, jit_options=dict(fastmath=_FM, error_model="numpy"))
@@ -249,7 +294,31 @@ def _ol_log2_13(s):
             return k + u * q
         return impl
     if s == types.float64:
-        return lambda s: np.log2(s)
+        c = _LOG2_F64
+
+        def impl(s):
+            # vectorisable, within about 1 ulp of the exact log2 (benchmarks/accuracy_exp2_log2.py):
+            # u = (x - 1) / (x + 1) with its rounding error ul, and the leading term c_0 u in
+            # double-double (c_0 = _LOG2_C0_HI + _LOG2_C0_LO)
+            big = s >= 1.4142135623730951
+            huge = s >= 2.8284271247461903
+            k = 2.0 if huge else (1.0 if big else 0.0)
+            x = s * (0.25 if huge else (0.5 if big else 1.0))
+            f = x - 1.0  # exact
+            d = x + 1.0
+            bv = d - x
+            dl = (x - (d - bv)) + (1.0 - bv)  # x + 1 = d + dl exactly
+            u = f / d
+            r = _fma64(-u, d, f)  # f - u d, exactly
+            ul = (r - _mulx(u, dl)) / d
+            u2 = _mulx(u, u)
+            q = _horner64(c, u2)  # c_1 + c_2 u^2 + ...
+            hi = _mulx(u, _LOG2_C0_HI)
+            lo = _fma64(u, _LOG2_C0_HI, -hi)  # the rounding error of hi
+            lo = lo + (_mulx(u, _LOG2_C0_LO) + _mulx(ul, _LOG2_C0_HI))
+            lo = _fma64(_mulx(u, u2), q, lo)
+            return k + (hi + lo)
+        return impl
 
 
 @njit(inline="always", **_JIT)
