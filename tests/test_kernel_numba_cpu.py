@@ -325,3 +325,18 @@ def test_float64_exp2_log2_within_one_ulp():
         ref = fn(x.astype(np.longdouble))
         ulp = np.abs(got.astype(np.longdouble) - ref) / np.spacing(np.abs(ref.astype(np.float64))).astype(np.longdouble)
         assert ulp.max() <= 1.0, (fn.__name__, ulp.max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(70, 9, 12), (2, 150, 140), (1, 1, 5)], ids=str)
+def test_values_without_state_equal_forward(dtype, shape):
+    # values() keeps R for two steps only; same numbers as forward(), padded blocks included
+    B, N, M = shape
+    rng = np.random.default_rng(3)
+    cost = rng.random(shape).astype(dtype)
+    for xl, yl in ((np.full(B, N), np.full(B, M)), (rng.integers(1, N + 1, B), rng.integers(1, M + 1, B))):
+        lo, hi = spec.band_bounds(N, M, xl, yl, spec.Constraint(None, None))
+        want, r, _ = K.forward(cost, 0.5, xl, yl, lo, hi)
+        assert r.shape == shape
+        got = K.values(cost, 0.5, xl, yl, lo, hi)
+        assert got.dtype == dtype and np.array_equal(got, want)

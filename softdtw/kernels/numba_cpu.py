@@ -448,6 +448,7 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
     Mf = cost.shape[2]
     T = N + S - 1
     rowsize = Pr * M
+    ring = store.size // rowsize  # N; 2 for values only (no backward: each step overwrites the one before last)
     lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
     dt = cost.dtype
     # the row of each lane at step t - 1: column 0 (left boundary) in prev0, columns 1..W in
@@ -482,7 +483,7 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
     src = np.zeros(L, np.int64)
     cflat = cost.reshape(-1)
     for t in range(T):
-        base = (t % N) * rowsize
+        base = (t % ring) * rowsize
         direct = fullrow and t >= S - 1 and t < N
         if direct:
             curv = store[base:base + W * L].reshape((W, L))
@@ -1255,16 +1256,24 @@ def _prep(x_len, y_len, lo, hi):
             np.ascontiguousarray(lo, np.int32), np.ascontiguousarray(hi, np.int32))
 
 
-def forward(cost, gamma, x_len, y_len, lo, hi):
-    """Soft-DTW values of ``cost`` (B, N, M); returns ``(value, r, aux)`` (see the contract)."""
+def values(cost, gamma, x_len, y_len, lo, hi):
+    """Soft-DTW values of ``cost`` (B, N, M), without the backward's state: ``R`` is kept for two
+    steps of each block instead of ``B N M`` numbers (pairwise matrices, evaluation). The
+    same numbers as :func:`forward`'s, to the last bit."""
+    return forward(cost, gamma, x_len, y_len, lo, hi, keep=False)[0]
+
+
+def forward(cost, gamma, x_len, y_len, lo, hi, keep=True):
+    """Soft-DTW values of ``cost`` (B, N, M); returns ``(value, r, aux)`` (see the contract).
+    ``keep=False``: ``r`` and ``aux`` are not formed (empty), see :func:`values`."""
     _warm_cache()
     cost = np.ascontiguousarray(cost)
     _check(cost.dtype)
     B, N, M = cost.shape
     gamma = float(gamma)
     dt = cost.dtype
-    r = np.empty((B, N, M), dt)
-    aux = np.zeros(aux_shape(B, N, M, dt)[0], np.float64)
+    r = np.empty((B, N, M) if keep else (B, 0, 0), dt)
+    aux = np.zeros(aux_shape(B, N, M, dt)[0] if keep else (B, 0), np.float64)
     value = np.empty(B, dt)
     if B == 0:
         return value, r, aux
@@ -1280,9 +1289,10 @@ def forward(cost, gamma, x_len, y_len, lo, hi):
         def block(k):
             b0 = k * P
             pr = min(P, B - b0)
+            store = rflat[b0 * N * M:(b0 + pr) * N * M] if keep else np.empty(min(2, N) * pr * M, dt)
+            shifts = aux[b0:b0 + pr] if keep else np.zeros((pr, S * (N + S - 1)))
             _fwd_block(cost, lo, hi, xl, yl, np.arange(b0, b0 + pr), pr, S, W, N, M, inv_scale, out_scale,
-                       rflat[b0 * N * M:(b0 + pr) * N * M], aux[b0:b0 + pr], value[b0:b0 + pr],
-                       inf_, zero_, one_)
+                       store, shifts, value[b0:b0 + pr], inf_, zero_, one_)
 
         _run_blocks(block, -(-B // P))
         return value, r, aux
@@ -1296,9 +1306,11 @@ def forward(cost, gamma, x_len, y_len, lo, hi):
         pr = len(pairs)
         shifts = np.zeros((pr, S * (n + S - 1)), np.float64)
         val = np.empty(pr, dt)
-        _fwd_block(cost, lo, hi, xl, yl, pairs, pr, S, W, n, m, inv_scale, out_scale,
-                   rflat[offsets[k]:offsets[k + 1]], shifts, val, inf_, zero_, one_)
-        aux[pairs, :shifts.shape[1]] = shifts
+        store = rflat[offsets[k]:offsets[k + 1]] if keep else np.empty(min(2, n) * pr * m, dt)
+        _fwd_block(cost, lo, hi, xl, yl, pairs, pr, S, W, n, m, inv_scale, out_scale, store, shifts, val,
+                   inf_, zero_, one_)
+        if keep:
+            aux[pairs, :shifts.shape[1]] = shifts
         value[pairs] = val
 
     _run_blocks(var_block, len(blocks))

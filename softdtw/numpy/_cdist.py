@@ -145,7 +145,9 @@ class PairKernel:
         return value, r, aux, (xl, yl, lo, hi)
 
     def values(self, ii, jj) -> np.ndarray:
-        return self.forward(ii, jj)[0]
+        """The values alone (the kernel keeps no ``R`` for a backward)."""
+        lo, hi, xl, yl = self.bounds(ii, jj)
+        return numba_parts()[1].values(self.cost(ii, jj), self.gamma, xl, yl, lo, hi)
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
