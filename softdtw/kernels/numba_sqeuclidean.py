@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .numba_cpu import _FM, _mulx, _run_blocks
+from .numba_cpu import _FM, _mulx, _run_blocks, _threads
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
 
@@ -46,19 +46,30 @@ def push_grad(x, y, b, i, j, g, gx, gy):
 
 
 @njit(**_JIT)
-def _cost_pair(x, y, b, out):
-    for i in range(x.shape[1]):
-        for j in range(y.shape[1]):
-            out[b, i, j] = cell_cost(x, y, b, i, j)
+def _cost_pairs(x, y, b0, b1, out):
+    for b in range(b0, b1):
+        for i in range(x.shape[1]):
+            for j in range(y.shape[1]):
+                out[b, i, j] = cell_cost(x, y, b, i, j)
 
 
 @njit(**_JIT)
-def _grad_pair(x, y, g, b, gx, gy):
-    for i in range(x.shape[1] - 1, -1, -1):
-        for j in range(y.shape[1] - 1, -1, -1):
-            v = g[b, i, j]
-            if v != 0.0:
-                push_grad(x, y, b, i, j, v, gx, gy)
+def _grad_pairs(x, y, g, b0, b1, gx, gy):
+    for b in range(b0, b1):
+        for i in range(x.shape[1] - 1, -1, -1):
+            for j in range(y.shape[1] - 1, -1, -1):
+                v = g[b, i, j]
+                if v != 0.0:
+                    push_grad(x, y, b, i, j, v, gx, gy)
+
+
+def _by_ranges(fn, batch: int, cells: int, threads: int | None) -> None:
+    """``fn(b0, b1)`` over contiguous ranges of pairs, one per thread (a task per pair cost
+    more than a small batch's arithmetic); one range under 2^16 cells (waking a thread costs
+    more than that)."""
+    parts = max(1, min(batch, threads or _threads())) if cells >= 1 << 16 else 1
+    edges = np.linspace(0, batch, parts + 1).astype(np.int64)
+    _run_blocks(lambda k: fn(edges[k], edges[k + 1]), parts, threads)
 
 
 def cost(x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
@@ -67,7 +78,7 @@ def cost(x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None, threads: i
     y = np.ascontiguousarray(y, np.float64)
     if out is None:
         out = np.empty((x.shape[0], x.shape[1], y.shape[1]))
-    _run_blocks(lambda b: _cost_pair(x, y, b, out), x.shape[0], threads)
+    _by_ranges(lambda b0, b1: _cost_pairs(x, y, b0, b1, out), x.shape[0], out.size, threads)
     return out
 
 
@@ -78,5 +89,5 @@ def grad(x: np.ndarray, y: np.ndarray, g: np.ndarray, threads: int | None = None
     g = np.ascontiguousarray(g, np.float64)
     gx = np.zeros_like(x)
     gy = np.zeros_like(y)
-    _run_blocks(lambda b: _grad_pair(x, y, g, b, gx, gy), x.shape[0], threads)
+    _by_ranges(lambda b0, b1: _grad_pairs(x, y, g, b0, b1, gx, gy), x.shape[0], g.size, threads)
     return gx, gy
