@@ -46,15 +46,25 @@ def push_grad(x, y, b, i, j, g, gx, gy):
 
 
 @njit(**_JIT)
-def _cost_pairs(x, y, b0, b1, out):
+def _cost_pairs(x, yt, b0, b1, out):
+    """:func:`cell_cost` of every cell, a row at a time with the columns innermost (``yt`` is
+    ``y`` transposed, ``(B, D, M)``): the same operations per cell, vectorised."""
     for b in range(b0, b1):
         for i in range(x.shape[1]):
-            for j in range(y.shape[1]):
-                out[b, i, j] = cell_cost(x, y, b, i, j)
+            row = out[b, i]
+            row[:] = 0.0
+            for d in range(x.shape[2]):
+                xd = x[b, i, d]
+                ytd = yt[b, d]
+                for j in range(row.size):
+                    t = xd - ytd[j]
+                    row[j] = row[j] + _mulx(t, t)
 
 
 @njit(**_JIT)
 def _grad_pairs(x, y, g, b0, b1, gx, gy):
+    """:func:`push_grad` of every cell with ``g != 0``, row by row from the last row, each row
+    from its last column (a two-sweep form vectorised over the columns measured no faster)."""
     for b in range(b0, b1):
         for i in range(x.shape[1] - 1, -1, -1):
             for j in range(y.shape[1] - 1, -1, -1):
@@ -75,10 +85,10 @@ def _by_ranges(fn, batch: int, cells: int, threads: int | None) -> None:
 def cost(x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
     """``(B, N, M)`` float64 costs of ``x`` (B, N, D) and ``y`` (B, M, D), float64 (into ``out``)."""
     x = np.ascontiguousarray(x, np.float64)
-    y = np.ascontiguousarray(y, np.float64)
+    yt = np.ascontiguousarray(np.swapaxes(y, 1, 2), np.float64)
     if out is None:
         out = np.empty((x.shape[0], x.shape[1], y.shape[1]))
-    _by_ranges(lambda b0, b1: _cost_pairs(x, y, b0, b1, out), x.shape[0], out.size, threads)
+    _by_ranges(lambda b0, b1: _cost_pairs(x, yt, b0, b1, out), x.shape[0], out.size, threads)
     return out
 
 
