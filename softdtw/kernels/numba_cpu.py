@@ -74,6 +74,7 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -1078,8 +1079,12 @@ def plan(B: int, N: int, M: int, threads: int | None = None) -> tuple[int, int, 
 
     Minimises the lane-steps of the busiest thread, ``ceil(blocks / threads) * (N + S - 1) * W``.
     """
-    if threads is None:
-        threads = _PLAN_THREADS
+    return _plan(int(B), int(N), int(M), _PLAN_THREADS if threads is None else int(threads))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(B: int, N: int, M: int, threads: int) -> tuple[int, int, int]:
+    # (memoised: a loss call asks three times, 15 us each, for the same shape)
     best = None
     for s_try in range(1, LANES + 1):
         w = -(-M // s_try)
