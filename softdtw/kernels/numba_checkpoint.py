@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .numba_cpu import _FM, LN2, _mulx, _run_blocks, _softmin2, _weights2
+from .numba_cpu import _FM, _mulx, _run_blocks, _softmin2, _weights2, base2_scales
 from .numba_sqeuclidean import cell_cost, push_grad
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
@@ -150,8 +150,7 @@ def forward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, threads=1):
     ckpt = np.empty((batch, n // seg + 1, m + 1))
     value = np.empty(batch)
 
-    inv_scale = 1.0 / (float(gamma) * LN2)  # as numba_cpu.forward forms it
-    out_scale = float(gamma) * LN2
+    inv_scale, out_scale = base2_scales(gamma)
 
     def one(b):
         value[b] = forward_pair(x, y, cost, b, int(x_len[b]), int(y_len[b]), lo, hi, inv_scale, seg,
@@ -170,7 +169,7 @@ def backward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, ckpt, grad_value, thr
     gy = np.zeros_like(y)
     gcost = np.zeros_like(cost)
     gv = np.asarray(grad_value, np.float64)
-    inv_scale = 1.0 / (float(gamma) * LN2)
+    inv_scale, _ = base2_scales(gamma)
 
     def one(b):
         n, m = int(x_len[b]), int(y_len[b])

@@ -1256,6 +1256,28 @@ def _compile_all() -> None:
                 backward(r, aux, 1.0, xl, xl, lo, hi, np.ones(3, dt), need)
 
 
+def base2_scales(gamma: float) -> tuple[float, float]:
+    """``(1 / (gamma ln 2), gamma ln 2)``: costs into the kernels' base-2 units, values back.
+    Formed here only, so that the checkpointed kernel scales exactly as this one."""
+    return 1.0 / (float(gamma) * LN2), float(gamma) * LN2
+
+
+def exp2_log2(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' ``exp2`` of ``t`` (<= 0) and ``log2`` of ``s`` (in [1, 3]), elementwise, in
+    the arrays' dtype (for the accuracy test and ``benchmarks/accuracy_exp2_log2.py``)."""
+    e, lg = np.empty_like(t), np.empty_like(s)
+    _exp2_log2(t, s, e, lg)
+    return e, lg
+
+
+@njit(**_JIT)
+def _exp2_log2(t, s, e, lg):
+    for i in range(t.size):
+        e[i] = _exp2m(t[i])
+    for i in range(s.size):
+        lg[i] = _log2_13(s[i])
+
+
 def _prep(x_len, y_len, lo, hi):
     return (np.ascontiguousarray(x_len, np.int32), np.ascontiguousarray(y_len, np.int32),
             np.ascontiguousarray(lo, np.int32), np.ascontiguousarray(hi, np.int32))
@@ -1283,8 +1305,8 @@ def forward(cost, gamma, x_len, y_len, lo, hi, keep=True):
     if B == 0:
         return value, r, aux
     inf_, zero_, one_ = _consts(dt)
-    inv_scale = dt.type(1.0 / (gamma * LN2))
-    out_scale = gamma * LN2
+    inv_scale, out_scale = base2_scales(gamma)
+    inv_scale = dt.type(inv_scale)
     xl, yl, lo, hi = _prep(x_len, y_len, lo, hi)
     rflat = r.reshape(-1)
     blocks = _var_blocks(B, N, M, xl, yl)
