@@ -328,3 +328,67 @@ def test_values_without_state_equal_forward(dtype, shape):
         assert r.shape == shape
         got = K.values(cost, 0.5, xl, yl, lo, hi)
         assert got.dtype == dtype and np.array_equal(got, want)
+
+
+def _sqeuclidean_reference(x, y, gamma, xl, yl, lo, hi, gv):
+    """Values and gradients w.r.t. x, y of the float64 cost path (the kernel on the float64
+    cost matrix, the cost's gradient by hand)."""
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    cost = ((x64[:, :, None] - y64[:, None]) ** 2).sum(-1)
+    value, r, aux = K.forward(cost, gamma, xl, yl, lo, hi)
+    g, _ = K.backward(r, aux, gamma, xl, yl, lo, hi, gv.astype(np.float64), False)
+    gx = 2 * (x64 * g.sum(-1)[..., None] - g @ y64)
+    gy = 2 * (y64 * g.sum(-2)[..., None] - g.transpose(0, 2, 1) @ x64)
+    return value, gx, gy
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 5, 2), (70, 33, 29, 3), (2, 300, 200, 4), (1, 1, 1, 1), (5, 1, 9, 2),
+                                   (5, 9, 1, 2), (130, 20, 40, 8)], ids=str)
+@pytest.mark.parametrize("constraint", [spec.Constraint(None, None), spec.Constraint("sakoe_chiba", 3.0)], ids=str)
+@pytest.mark.parametrize("padded", [False, True])
+def test_sqeuclidean_series_equal_cost_path(shape, constraint, padded):
+    # forward_sqeuclidean / backward_sqeuclidean form the cost of x, y in the kernel and return
+    # the gradients of x and y: the same numbers as the cost-matrix path (float64 reference),
+    # strips (N = 300) and padded blocks included, whatever the padding holds
+    B, N, M, D = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((B, N, D)).astype(np.float32)
+    y = rng.standard_normal((B, M, D)).astype(np.float32)
+    xl, yl = np.full(B, N, np.int32), np.full(B, M, np.int32)
+    if padded:
+        xl = rng.integers(1, N + 1, B).astype(np.int32)
+        yl = rng.integers(1, M + 1, B).astype(np.int32)
+        for b in range(B):
+            x[b, xl[b]:] = np.nan
+            y[b, yl[b]:] = -1e30
+    lo, hi = spec.band_bounds(N, M, xl, yl, constraint)
+    gv = rng.standard_normal(B).astype(np.float32)
+    snapshot = [a.copy() for a in (x, y, xl, yl, lo, hi, gv)]
+    value, r, aux = K.forward_sqeuclidean(x, y, 0.7, xl, yl, lo, hi)
+    gx, gy = K.backward_sqeuclidean(r, aux, x, y, 0.7, xl, yl, lo, hi, gv)
+    gx2, gy2 = K.backward_sqeuclidean(r, aux, x, y, 0.7, xl, yl, lo, hi, gv)
+    for a, b in zip((x, y, xl, yl, lo, hi, gv), snapshot):
+        np.testing.assert_array_equal(a, b)  # inputs never written
+    np.testing.assert_array_equal(gx, gx2)  # the state is reusable (retain_graph)
+    np.testing.assert_array_equal(gy, gy2)
+    assert value.dtype == gx.dtype == gy.dtype == np.float32 and gx.shape == x.shape and gy.shape == y.shape
+    xs = np.where(np.isnan(x), 0, x)
+    ys = np.where(y < -1e29, 0, y)
+    vref, gxref, gyref = _sqeuclidean_reference(xs, ys, 0.7, xl, yl, lo, hi, gv)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))
+    np.testing.assert_allclose(value, vref, rtol=2e-5, atol=2e-5 * np.abs(vref).max())
+    scale = max(np.abs(gxref).max(), np.abs(gyref).max(), 1e-3)
+    assert np.abs(gx - gxref).max() <= 2e-5 * scale
+    assert np.abs(gy - gyref).max() <= 2e-5 * scale
+    for b in range(B):  # exactly 0 past the lengths
+        assert not gx[b, xl[b]:].any() and not gy[b, yl[b]:].any()
+
+
+def test_sqeuclidean_series_bad_input():
+    x = np.zeros((2, 3, 2), np.float32)
+    xl = np.full(2, 3, np.int32)
+    lo, hi = spec.band_bounds(3, 3, xl, xl, spec.Constraint(None, None))
+    with pytest.raises(TypeError, match="float32"):
+        K.forward_sqeuclidean(x.astype(np.float64), x, 1.0, xl, xl, lo, hi)
+    with pytest.raises(ValueError, match=r"\(B, N, D\)"):
+        K.forward_sqeuclidean(x, x[:, :, :1], 1.0, xl, xl, lo, hi)

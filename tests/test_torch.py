@@ -506,3 +506,37 @@ def test_create_graph_without_second_order_warns():
     c = torch.rand(2, 3, 3, dtype=torch.float64, requires_grad=True)
     with pytest.warns(UserWarning, match="second_order"):
         torch.autograd.grad(soft_dtw_from_cost(c, 0.5).sum(), c, create_graph=True)
+
+
+@pytest.mark.parametrize("D", [1, 2, 3])
+@pytest.mark.parametrize("kw", [{}, dict(x_lengths=[40, 7, 1, 33, 20], y_lengths=[30, 30, 4, 1, 17]),
+                                dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=3), dict(normalize=True)],
+                         ids=["plain", "lengths", "band", "normalize"])
+def test_fused_sqeuclidean_equals_cost_path(monkeypatch, D, kw):
+    # float32 CPU series with few features take the kernel that forms the cost itself
+    # (_FusedSqEuclidean: no cost matrix, no cost gradient): the cost path's numbers
+    from softdtw.torch import _api
+
+    torch.manual_seed(D)
+    x = torch.randn(5, 40, D, requires_grad=True)
+    y = torch.randn(5, 30 if not kw.get("normalize") else 40, D, requires_grad=True)
+    assert _api._fused(x, torch.float32) == (D <= _api.FUSED_MAX_FEATURES)
+    calls = []
+    apply = _api._FusedSqEuclidean.apply
+    monkeypatch.setattr(_api._FusedSqEuclidean, "apply", lambda *a: calls.append(1) or apply(*a))
+    g = torch.randn(5)
+    v1 = soft_dtw(x, y, 0.5, **kw)
+    gx1, gy1 = torch.autograd.grad(v1, (x, y), g)
+    assert bool(calls) == (D <= _api.FUSED_MAX_FEATURES)
+    monkeypatch.setattr(_api, "FUSED_MAX_FEATURES", 0)
+    v2 = soft_dtw(x, y, 0.5, **kw)
+    gx2, gy2 = torch.autograd.grad(v2, (x, y), g)
+    v1, v2 = v1.detach(), v2.detach()
+    torch.testing.assert_close(v1, v2, rtol=1e-5, atol=1e-5 * float(v2.abs().max()))
+    scale = max(float(gx2.abs().max()), float(gy2.abs().max()))
+    torch.testing.assert_close(gx1, gx2, rtol=0, atol=2e-5 * scale)
+    torch.testing.assert_close(gy1, gy2, rtol=0, atol=2e-5 * scale)
+    # and the float64 reference
+    xs, ys = x.detach().double().numpy(), y.detach().double().numpy()
+    vref = ref.soft_dtw(xs, ys, 0.5, **{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in kw.items()})
+    np.testing.assert_allclose(v1.detach().numpy(), vref, rtol=2e-5, atol=2e-5 * np.abs(vref).max())

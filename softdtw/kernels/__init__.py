@@ -29,4 +29,8 @@ torch custom ops (``softdtw.torch``) can dispatch to any of them by device:
     fake tensors need it without running the kernel); omitted when ``aux`` is ``(B, 0)``.
 
 Finite inputs never give NaN or inf in values or gradients, for any gamma > 0.
+
+The numba kernel also takes float32 series instead of a cost (``forward_sqeuclidean(x, y, ...)``,
+``backward_sqeuclidean(r, aux, x, y, ...) -> (grad_x, grad_y)``): it forms the squared Euclidean
+cost per cell, so neither the cost matrix nor its gradient is ever formed.
 """

@@ -22,6 +22,18 @@ register transposes and mask what lies outside their range, so padding never ent
 it holds. At (64, lengths uniform in [64, 512], 8), float32, one thread: kernel forward +
 backward 0.64x the time of the same batch at full length (real cells: 0.33x).
 
+Cost source
+-----------
+:func:`forward` reads a ``(B, N, M)`` cost matrix (transposed into the lanes 8 x 8 through
+registers, :func:`_fill_tile`) and :func:`backward` writes the cost's gradient. Their
+``_sqeuclidean`` variants take float32 series ``x`` (B, N, D), ``y`` (B, M, D) instead: each
+block lays ``y`` out in the lanes once, each step gathers the lanes' rows of ``x``, the forward
+forms ``sum_d (x_id - y_jd)^2`` per cell and the backward sums ``g E (x_i - y_j)`` into the
+gradient of ``x`` (per step) and of ``y`` (in the lanes, over the sweep). The block functions
+are the same, specialised by numba on the type of the source (:func:`_src_state`,
+:func:`_src_fill`, :func:`_grad_state`, :func:`_grad_step`, :func:`_grad_done`). The torch loss
+uses them for up to 2 features (``softdtw.torch._api.FUSED_MAX_FEATURES``).
+
 Numerics
 --------
 * Values are kept in base-2 units ``R / (gamma ln 2)`` so that the softmin is
@@ -97,7 +109,7 @@ import llvmlite.binding as _llb
 if tuple(_llb.llvm_version_info) >= (17,):
     _llb.set_option("softdtw", "-hoist-runtime-checks=false")
 
-__all__ = ["LANES", "aux_shape", "backward", "forward", "plan"]
+__all__ = ["LANES", "aux_shape", "backward", "backward_sqeuclidean", "forward", "forward_sqeuclidean", "plan"]
 
 LANES = 64  # SIMD lanes per block (8 AVX2 float32 vectors in flight: hides the latency of a cell)
 MIN_STRIP = 16  # narrowest column strip worth its boundary exchange
@@ -445,13 +457,12 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
     """Pairs ``bp[:Pr]`` of the batch, over their first ``N`` rows and ``M`` columns: R into
     ``store``, the boundary re-basings into ``shifts``, the values into ``value``."""
     L = LANES
-    Nf = cost.shape[1]
-    Mf = cost.shape[2]
     T = N + S - 1
     rowsize = Pr * M
     ring = store.size // rowsize  # N; 2 for values only (no backward: each step overwrites the one before last)
     lane_p, lane_s, lane_left, lane_wid, cnt, colstart = _lane_tables(Pr, S, W, M)
-    dt = cost.dtype
+    dt = store.dtype
+    src_state = _src_state(cost, bp, Pr, W, yl, lane_p, lane_s, lane_wid)
     # the row of each lane at step t - 1: column 0 (left boundary) in prev0, columns 1..W in
     # prevv; cur0, curv: at step t. curv is a view of ``store`` where the step fills every lane
     # (no copy), else scr[t % 2]
@@ -481,8 +492,6 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
     fullrow = Pr * S == L and cnt[W - 1] == L
     jlo = np.zeros(L, np.int64)
     jhi = np.zeros(L, np.int64)
-    src = np.zeros(L, np.int64)
-    cflat = cost.reshape(-1)
     for t in range(T):
         base = (t % ring) * rowsize
         direct = fullrow and t >= S - 1 and t < N
@@ -517,21 +526,7 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
                 for ln in range(L):
                     curv[w - 1, ln] = inf_
         if whi > wlo:
-            for ln in range(L):
-                p = lane_p[ln]
-                if jhi[ln] > jlo[ln]:
-                    # cost[b, i, c0 + w] sits at cflat[src[ln] + w]
-                    src[ln] = (bp[p] * Nf + t - lane_s[ln]) * Mf + lane_s[ln] * W - 1
-                else:
-                    src[ln] = 0  # nothing to read: any place inside cflat (masked)
-            _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, inv_scale, inf_)
-            # the next step reads the next row of the same lanes: fetch it while this one computes
-            last = cflat.size - 1
-            for ln in range(L):
-                if jhi[ln] > jlo[ln]:
-                    nx = src[ln] + Mf
-                    for k in range(wlo, whi, 16):
-                        _prefetch_r(cflat, min(nx + k, last))
+            _src_fill(cost, src_state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, inv_scale, inf_)
             _fwd_rows(prev0, prevv, cur0, curv, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_)
         # values
         for p in range(Pr):
@@ -554,6 +549,99 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
                         store[cs + ln] = curv[w, ln]
         prevv = curv
         prev0, cur0 = cur0, prev0
+
+
+def _src_state(src, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+    """Per-block state of the forward's cost source ``src``: a ``(B, N, M)`` cost matrix, or
+    ``(x, y)``, series ``(B, N, D)`` and ``(B, M, D)`` whose squared Euclidean cost the kernel
+    forms itself (no cost matrix: :func:`forward_sqeuclidean`)."""
+
+
+def _src_fill(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
+    """The cost tile of step ``t``: ``ct[w - 1, ln]`` = the cost of lane ``ln``'s cell in column
+    ``w`` times ``scale`` for ``jlo[ln] <= w < jhi[ln]``, else +inf, over ``wlo <= w < whi``."""
+
+
+@overload(_src_state, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_src_state(src, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+    if isinstance(src, types.Array):
+        def impl(src, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+            # the flat cost, and each lane's offset of its row (cost[b, i, c0 + w] at flat[off + w])
+            return src.reshape(-1), np.zeros(LANES, np.int64)
+        return impl
+
+    def impl(src, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+        # y in the lanes, once per block: yt[(w - 1) D + d, ln] = y[b, c0 + w - 1, d], 0 past
+        # the pair's length (padding never enters); x's row of each lane, per step
+        y = src[1]
+        D = y.shape[2]
+        yt = np.zeros((W * D, LANES), y.dtype)
+        for ln in range(LANES):
+            p = lane_p[ln]
+            if p >= 0:
+                b = bp[p]
+                c0 = lane_s[ln] * W
+                for w in range(min(lane_wid[ln], yl[b] - c0)):
+                    for d in range(D):
+                        yt[w * D + d, ln] = y[b, c0 + w, d]
+        return yt, np.zeros((D, LANES), y.dtype)
+    return impl
+
+
+@overload(_src_fill, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_src_fill(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
+    if isinstance(src, types.Array):
+        def impl(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
+            cflat, off = state
+            Nf = src.shape[1]
+            Mf = src.shape[2]
+            for ln in range(LANES):
+                if jhi[ln] > jlo[ln]:
+                    off[ln] = (bp[lane_p[ln]] * Nf + t - lane_s[ln]) * Mf + lane_s[ln] * W - 1
+                else:
+                    off[ln] = 0  # nothing to read: any place inside cflat (masked)
+            _fill_tile(cflat, off, jlo, jhi, ct, wlo, whi, scale, inf_)
+            # the next step reads the next row of the same lanes: fetch it while this one computes
+            last = cflat.size - 1
+            for ln in range(LANES):
+                if jhi[ln] > jlo[ln]:
+                    nx = off[ln] + Mf
+                    for k in range(wlo, whi, 16):
+                        _prefetch_r(cflat, min(nx + k, last))
+        return impl
+
+    def impl(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
+        x = src[0]
+        yt, xr = state
+        D = x.shape[2]
+        _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi)
+        for w in range(wlo, whi):
+            k = (w - 1) * D
+            for ln in range(LANES):
+                df = xr[0, ln] - yt[k, ln]
+                ct[w - 1, ln] = df * df
+            for d in range(1, D):
+                for ln in range(LANES):
+                    df = xr[d, ln] - yt[k + d, ln]
+                    ct[w - 1, ln] += df * df
+            for ln in range(LANES):
+                ct[w - 1, ln] = ct[w - 1, ln] * scale if (w >= jlo[ln] and w < jhi[ln]) else inf_
+    return impl
+
+
+@njit(**_JIT)
+def _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi):
+    """``xr[d, ln] = x[b, i, d]`` for the lanes with cells at step ``t`` (row ``i = t - s``), else 0."""
+    D = x.shape[2]
+    for ln in range(LANES):
+        if jhi[ln] > jlo[ln]:
+            b = bp[lane_p[ln]]
+            i = t - lane_s[ln]
+            for d in range(D):
+                xr[d, ln] = x[b, i, d]
+        else:
+            for d in range(D):
+                xr[d, ln] = 0.0
 
 
 @njit(**_JIT)
@@ -836,11 +924,7 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
     gacc = np.zeros(L, np.float64)
     jlo = np.zeros(L, np.int64)
     jhi = np.zeros(L, np.int64)
-    dst = np.zeros(L, np.int64)
-    gsc = np.zeros(L, dt)
-    gflat = grad.reshape(-1)
-    Nf = grad.shape[1]
-    Mf = grad.shape[2]
+    grad_state = _grad_state(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid)
     t_term = np.empty(Pr, np.int64)
     w_term = np.empty(Pr, np.int64)
     l_term = np.empty(Pr, np.int64)
@@ -904,23 +988,11 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
                 accn[W, lf] = (acc[0, ln] + accn[W, lf]) + cl[ln]
         for ln in range(L):
             gacc[ln] += gstep[ln]
-        # gradient rows
-        for ln in range(L):
-            p = lane_p[ln]
-            i = t - lane_s[ln]
-            if p >= 0 and i >= 0 and i < N:
-                dst[ln] = (bp[p] * Nf + i) * Mf + lane_s[ln] * W
-                gsc[ln] = gv[bp[p]]
-            else:
-                dst[ln] = -1
-        _write_grad(gflat, dst, jlo, jhi, lane_wid, et, gsc, W, zero_)
-        for ln in range(L):
-            if dst[ln] >= Mf:
-                for k in range(0, lane_wid[ln], 16):
-                    _prefetch_w(gflat, dst[ln] - Mf + k)
+        _grad_step(grad, grad_state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_)
         rcv = rpv
         rc0, rp0 = rp0, rc0
         acc, accn = accn, acc
+    _grad_done(grad, grad_state, bp, lane_p, lane_s, lane_wid)
     if need_gg:
         for p in range(Pr):
             ggam[p] = 0.0
@@ -930,6 +1002,112 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
                 ggam[p] += gacc[ln]
         for p in range(Pr):
             ggam[p] *= LN2 * gv[bp[p]]
+
+
+def _grad_state(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+    """Per-block state of the backward's gradient target ``grad``: the ``(B, N, M)`` gradient
+    of the cost, or ``(x, y, gx, gy)``: the gradients ``gx`` ``(B, N, D)`` (added to) and
+    ``gy`` ``(B, M, D)`` of the squared Euclidean cost of ``x``, ``y`` (no cost gradient is
+    formed: :func:`backward_sqeuclidean`)."""
+
+
+def _grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
+    """The gradient of step ``t``'s cells from ``E`` (``et[w - 1, ln]``, valid for
+    ``jlo[ln] <= w < jhi[ln]``) times the upstream gradient ``gv`` of each pair."""
+
+
+def _grad_done(grad, state, bp, lane_p, lane_s, lane_wid):
+    """What the block's last step leaves (the gradient of ``y``, summed over the steps)."""
+
+
+@overload(_grad_state, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_grad_state(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+    if isinstance(grad, types.Array):
+        def impl(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+            return grad.reshape(-1), np.zeros(LANES, np.int64), np.zeros(LANES, grad.dtype)
+        return impl
+
+    def impl(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
+        # y in the lanes (as the forward has it), x's rows, the lanes' sums into gx (a step)
+        # and gy (the whole sweep), E times the upstream gradient of one column
+        yt, xr = _src_state((grad[0], grad[1]), bp, Pr, W, yl, lane_p, lane_s, lane_wid)
+        return yt, xr, np.zeros_like(xr), np.zeros_like(yt), np.zeros(LANES, yt.dtype), np.zeros(LANES, yt.dtype)
+    return impl
+
+
+@overload(_grad_step, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
+    if isinstance(grad, types.Array):
+        def impl(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
+            gflat, dst, gsc = state
+            Nf = grad.shape[1]
+            Mf = grad.shape[2]
+            for ln in range(LANES):
+                p = lane_p[ln]
+                i = t - lane_s[ln]
+                if p >= 0 and i >= 0 and i < N:
+                    dst[ln] = (bp[p] * Nf + i) * Mf + lane_s[ln] * W
+                    gsc[ln] = gv[bp[p]]
+                else:
+                    dst[ln] = -1
+            _write_grad(gflat, dst, jlo, jhi, lane_wid, et, gsc, W, zero_)
+            for ln in range(LANES):
+                if dst[ln] >= Mf:
+                    for k in range(0, lane_wid[ln], 16):
+                        _prefetch_w(gflat, dst[ln] - Mf + k)
+        return impl
+
+    def impl(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
+        # d C[i, j] / d x_i = 2 (x_i - y_j) = -d C[i, j] / d y_j: each cell adds
+        # g E (x_i - y_j) to x_i's sum (over the step) and takes it from y_j's (over the sweep)
+        x = grad[0]
+        gx = grad[2]
+        yt, xr, gxr, gyt, em, gsc = state
+        D = x.shape[2]
+        if whi <= wlo:
+            return
+        _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi)
+        for ln in range(LANES):
+            gsc[ln] = gv[bp[lane_p[ln]]] if jhi[ln] > jlo[ln] else zero_
+            for d in range(D):
+                gxr[d, ln] = zero_
+        for w in range(wlo, whi):
+            k = (w - 1) * D
+            for ln in range(LANES):
+                em[ln] = et[w - 1, ln] * gsc[ln] if (w >= jlo[ln] and w < jhi[ln]) else zero_
+            for d in range(D):
+                for ln in range(LANES):
+                    q = em[ln] * (xr[d, ln] - yt[k + d, ln])
+                    gxr[d, ln] += q
+                    gyt[k + d, ln] -= q
+        for ln in range(LANES):
+            if jhi[ln] > jlo[ln]:
+                b = bp[lane_p[ln]]
+                i = t - lane_s[ln]
+                for d in range(D):
+                    gx[b, i, d] += gxr[d, ln] + gxr[d, ln]
+    return impl
+
+
+@overload(_grad_done, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_grad_done(grad, state, bp, lane_p, lane_s, lane_wid):
+    if isinstance(grad, types.Array):
+        return lambda grad, state, bp, lane_p, lane_s, lane_wid: None
+
+    def impl(grad, state, bp, lane_p, lane_s, lane_wid):
+        gy = grad[3]
+        gyt = state[3]
+        D = gy.shape[2]
+        W = gyt.shape[0] // D
+        for ln in range(LANES):
+            p = lane_p[ln]
+            if p >= 0:
+                b = bp[p]
+                c0 = lane_s[ln] * W
+                for w in range(lane_wid[ln]):
+                    for d in range(D):
+                        gy[b, c0 + w, d] = gyt[w * D + d, ln] + gyt[w * D + d, ln]
+    return impl
 
 
 @njit(**_JIT)
@@ -1211,9 +1389,10 @@ def _check(cost_dtype):
 
 
 def _cache_is_warm() -> bool:
-    """Whether numba's cache holds the block functions (float32 and float64), for this source."""
+    """Whether numba's cache holds the block functions (float32 and float64 costs, float32
+    series), for this source."""
     try:
-        return all(len(f._cache._cache_file._load_index()) >= 2 for f in (_fwd_block, _bwd_block))
+        return all(len(f._cache._cache_file._load_index()) >= 3 for f in (_fwd_block, _bwd_block))
     except Exception:  # pragma: no cover - numba internals moved: do not spawn anything
         return True
 
@@ -1254,6 +1433,10 @@ def _compile_all() -> None:
             value, r, aux = forward(cost, 1.0, xl, xl, lo, hi)
             for need in (False, True):
                 backward(r, aux, 1.0, xl, xl, lo, hi, np.ones(3, dt), need)
+            if dt == np.float32:
+                x = np.ones((3, 40, 2), dt)
+                value, r, aux = forward_sqeuclidean(x, x, 1.0, xl, xl, lo, hi)
+                backward_sqeuclidean(r, aux, x, x, 1.0, xl, xl, lo, hi, np.ones(3, dt))
 
 
 def base2_scales(gamma: float) -> tuple[float, float]:
@@ -1279,8 +1462,9 @@ def _exp2_log2(t, s, e, lg):
 
 
 def _prep(x_len, y_len, lo, hi):
-    return (np.ascontiguousarray(x_len, np.int32), np.ascontiguousarray(y_len, np.int32),
-            np.ascontiguousarray(lo, np.int32), np.ascontiguousarray(hi, np.int32))
+    # writable C int32 arrays: a read-only one (e.g. cached bounds) would be another numba
+    # signature, compiled in this process (slower code, see _warm_cache)
+    return tuple(np.require(a, np.int32, ["C", "W"]) for a in (x_len, y_len, lo, hi))
 
 
 def values(cost, gamma, x_len, y_len, lo, hi):
@@ -1296,9 +1480,32 @@ def forward(cost, gamma, x_len, y_len, lo, hi, keep=True):
     _warm_cache()
     cost = np.ascontiguousarray(cost)
     _check(cost.dtype)
-    B, N, M = cost.shape
+    return _forward(cost, cost.shape, gamma, x_len, y_len, lo, hi, keep)
+
+
+def _series(x, y):
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y)
+    if x.dtype != np.float32 or y.dtype != np.float32:
+        raise TypeError(f"x and y must be float32, got {x.dtype} and {y.dtype}")
+    if x.ndim != 3 or y.ndim != 3 or x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        raise ValueError(f"x and y must be (B, N, D) and (B, M, D), got {x.shape} and {y.shape}")
+    return x, y
+
+
+def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi):
+    """:func:`forward` of the squared Euclidean cost of ``x`` (B, N, D) and ``y`` (B, M, D),
+    float32, which the kernel forms cell by cell (``sum_d (x_id - y_jd)^2``): no cost matrix.
+    Returns ``(value, r, aux)`` for :func:`backward_sqeuclidean`."""
+    _warm_cache()
+    x, y = _series(x, y)
+    return _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, True)
+
+
+def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
+    B, N, M = shape
     gamma = float(gamma)
-    dt = cost.dtype
+    dt = (cost[0] if isinstance(cost, tuple) else cost).dtype
     r = np.empty((B, N, M) if keep else (B, 0, 0), dt)
     aux = np.zeros(aux_shape(B, N, M, dt)[0] if keep else (B, 0), np.float64)
     value = np.empty(B, dt)
@@ -1349,10 +1556,28 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
     _warm_cache()
     r = np.ascontiguousarray(r)
     _check(r.dtype)
+    return _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, None)
+
+
+def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value):
+    """``(grad_x, grad_y)`` from the state of :func:`forward_sqeuclidean`: ``grad_value[b]``
+    times the gradient of pair ``b``'s value, ``2 sum_j E_ij (x_i - y_j)`` and
+    ``2 sum_i E_ij (y_j - x_i)``, 0 past the lengths (no cost gradient is formed)."""
+    _warm_cache()
+    x, y = _series(x, y)
+    return _backward(np.ascontiguousarray(r), aux, gamma, x_len, y_len, lo, hi, grad_value, False, (x, y))
+
+
+def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, series):
     B, N, M = r.shape
     dt = r.dtype
     ggam = np.zeros(B, np.float64)
+    if series is not None:
+        gx = np.zeros(series[0].shape, dt)
+        gy = np.zeros(series[1].shape, dt)
     if B == 0:
+        if series is not None:
+            return gx, gy
         return np.empty((B, N, M), dt), (ggam.astype(dt) if need_gamma_grad else None)
     inf_, zero_, one_ = _consts(dt)
     gv = np.ascontiguousarray(grad_value, dt).reshape(B)
@@ -1363,7 +1588,7 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
     blocks = _var_blocks(B, N, M, xl, yl)
     if blocks is None:
         P, S, W = plan(B, N, M)
-        grad = np.empty((B, N, M), dt)
+        grad = np.empty((B, N, M), dt) if series is None else (series[0], series[1], gx, gy)
 
         def block(k):
             b0 = k * P
@@ -1372,9 +1597,12 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
                        np.arange(b0, b0 + pr), pr, S, W, N, M, grad, ggam[b0:b0 + pr], need, inf_, zero_, one_)
 
         _run_blocks(block, -(-B // P))
+        if series is not None:
+            return gx, gy
         return grad, (ggam.astype(dt) if need_gamma_grad else None)
 
-    grad = np.zeros((B, N, M), dt)  # the kernel writes the crops; pages outside stay untouched
+    # the kernel writes the crops; pages outside stay untouched
+    grad = np.zeros((B, N, M), dt) if series is None else (series[0], series[1], gx, gy)
     offsets = _block_offsets(blocks)
 
     def var_block(k):
@@ -1386,4 +1614,6 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
         ggam[pairs] = gg
 
     _run_blocks(var_block, len(blocks))
+    if series is not None:
+        return gx, gy
     return grad, (ggam.astype(dt) if need_gamma_grad else None)

@@ -283,6 +283,56 @@ class _SecondOrder(torch.autograd.Function):
         return grad_cost, None, None, None, None, None
 
 
+# the numba kernel forms the squared Euclidean cost of x, y itself (and its gradient w.r.t. x, y)
+# up to this many features (see _fused). Loss forward + backward, float32, 2 threads, ns per
+# cell, cost matrix -> fused: (32, 256, 256, D) D = 1: 7.4 -> 4.0, D = 2: 7.5 -> 4.4, D = 4:
+# 5.8 -> 7.3, D = 8: 8.9 -> 7.8, D = 16: 5.6 -> 11.7; (512, 32, 32, D) D = 2: 8.4 -> 6.5,
+# D = 8: 11.1 -> 11.4. The gradient of y is summed in the lanes over the sweep (W D LANES
+# floats per block, read and written at every step), which costs more than a matmul past D = 2.
+FUSED_MAX_FEATURES = 2
+
+
+class _FusedSqEuclidean(torch.autograd.Function):
+    """Soft-DTW of the squared Euclidean cost of float32 CPU ``x``, ``y`` through the numba
+    kernel that forms the cost cell by cell and returns the gradients of ``x`` and ``y``
+    (:func:`softdtw.kernels.numba_cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
+    gradient or torch ops around the kernel; ``R`` is the one float per cell kept."""
+
+    @staticmethod
+    def forward(ctx, x, y, gamma, x_len, y_len, band_kind, band_param):
+        from ..kernels import numba_cpu
+
+        batch, n, m = x.shape[0], x.shape[1], y.shape[1]
+        lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
+        xl = _ops._lengths(x_len, batch, n, x.device).numpy()
+        yl = _ops._lengths(y_len, batch, m, x.device).numpy()
+        value, r, aux = numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi)
+        ctx.save_for_backward(x, y)
+        ctx.state = (r, aux, xl, yl, lo, hi, gamma)
+        return torch.from_numpy(value)
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        from ..kernels import numba_cpu
+
+        warn_first_order()
+        x, y = ctx.saved_tensors
+        r, aux, xl, yl, lo, hi, gamma = ctx.state
+        gv = grad_value.detach().to(torch.float32).contiguous().numpy()
+        gx, gy = numba_cpu.backward_sqeuclidean(r, aux, x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo,
+                                                hi, gv)
+        return (torch.from_numpy(gx) if ctx.needs_input_grad[0] else None,
+                torch.from_numpy(gy) if ctx.needs_input_grad[1] else None, None, None, None, None, None)
+
+
+def _fused(x: torch.Tensor, compute: torch.dtype) -> bool:
+    """Whether the default cost of ``x`` (and a ``y`` on its device) goes through
+    :class:`_FusedSqEuclidean`: float32 compute on CPU with the numba kernel, at most
+    :data:`FUSED_MAX_FEATURES` features, outside torch.compile (which traces the custom ops)."""
+    return (compute == torch.float32 and x.device.type == "cpu" and x.shape[-1] <= FUSED_MAX_FEATURES
+            and not torch.compiler.is_compiling() and _ops._numpy_kernel(_ops._kernel_module("cpu")))
+
+
 MEMORY_MODES = ("full", "checkpoint")
 
 
@@ -455,6 +505,9 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     def pair_value(a, b, al, bl):
         if mode == "checkpoint" and dist_func is None:  # no cost matrix at all
             v = _checkpoint_value(a.to(compute), b.to(compute), None, gamma, al, bl, band)
+            return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
+        if mode == "full" and dist_func is None and gamma_t is None and _fused(a, compute):
+            v = _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
             return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
         cost = _pair_cost(a, b, dist_func, compute)
         return _nan_guard(_value(cost, gamma, al, bl, band, gamma_t, mode), _bad_pairs(a, b, cost, dist_func, al, bl))
