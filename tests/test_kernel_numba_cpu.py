@@ -392,3 +392,23 @@ def test_sqeuclidean_series_bad_input():
         K.forward_sqeuclidean(x.astype(np.float64), x, 1.0, xl, xl, lo, hi)
     with pytest.raises(ValueError, match=r"\(B, N, D\)"):
         K.forward_sqeuclidean(x, x[:, :, :1], 1.0, xl, xl, lo, hi)
+
+
+def test_sqeuclidean_series_nonfinite_pair_only():
+    # a NaN or an infinity inside a pair's lengths makes that pair's value NaN, and no other's
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((70, 9, 2)).astype(np.float32)
+    y = rng.standard_normal((70, 11, 2)).astype(np.float32)
+    xl = np.full(70, 9, np.int32)
+    yl = np.full(70, 11, np.int32)
+    xl[5] = 4
+    lo, hi = spec.band_bounds(9, 11, xl, yl, spec.Constraint(None, None))
+    clean, _, _ = K.forward_sqeuclidean(x, y, 1.0, xl, yl, lo, hi)
+    x[3, 8, 1] = np.nan
+    y[40, 0, 0] = np.inf
+    x[5, 6, 0] = np.nan  # past x_len[5]: never read
+    value, _, _ = K.forward_sqeuclidean(x, y, 1.0, xl, yl, lo, hi)
+    assert np.isnan(value[3]) and np.isnan(value[40])
+    keep = np.ones(70, bool)
+    keep[[3, 40]] = False
+    np.testing.assert_array_equal(value[keep], clean[keep])

@@ -1511,10 +1511,26 @@ def _series(x, y):
 def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi):
     """:func:`forward` of the squared Euclidean cost of ``x`` (B, N, D) and ``y`` (B, M, D),
     float32, which the kernel forms cell by cell (``sum_d (x_id - y_jd)^2``): no cost matrix.
-    Returns ``(value, r, aux)`` for :func:`backward_sqeuclidean`."""
+    Returns ``(value, r, aux)`` for :func:`backward_sqeuclidean`; the value of a pair with a
+    non-finite entry in ``x[b, :x_len[b]]`` or ``y[b, :y_len[b]]`` is NaN (and only its)."""
     _warm_cache()
     x, y = _series(x, y)
-    return _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, True)
+    value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, True)
+    bad = np.zeros(x.shape[0], np.bool_)
+    _nonfinite_pairs(x, np.require(x_len, np.int32, ["C", "W"]), bad)
+    _nonfinite_pairs(y, np.require(y_len, np.int32, ["C", "W"]), bad)
+    value[bad] = np.nan
+    return value, r, aux
+
+
+@njit(**_JIT)
+def _nonfinite_pairs(a, lengths, bad):
+    """``bad[b] |= a[b, :lengths[b]]`` holds a NaN or an infinity."""
+    for b in range(a.shape[0]):
+        for i in range(lengths[b]):
+            for d in range(a.shape[2]):
+                if not np.isfinite(a[b, i, d]):
+                    bad[b] = True
 
 
 def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):

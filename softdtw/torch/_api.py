@@ -507,8 +507,8 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
             v = _checkpoint_value(a.to(compute), b.to(compute), None, gamma, al, bl, band)
             return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
         if mode == "full" and dist_func is None and gamma_t is None and _fused(a, compute):
-            v = _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
-            return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
+            # (the kernel gives NaN to the pairs with a non-finite entry: no torch guard)
+            return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
         cost = _pair_cost(a, b, dist_func, compute)
         return _nan_guard(_value(cost, gamma, al, bl, band, gamma_t, mode), _bad_pairs(a, b, cost, dist_func, al, bl))
 
