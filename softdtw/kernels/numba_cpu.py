@@ -1448,6 +1448,7 @@ def _compile_all() -> None:
             value, r, aux = forward(cost, 1.0, xl, xl, lo, hi)
             for need in (False, True):
                 backward(r, aux, 1.0, xl, xl, lo, hi, np.ones(3, dt), need)
+            nonfinite_pairs(np.ones((3, 40, 2), dt), xl)
             if dt == np.float32:
                 x = np.ones((3, 40, 2), dt)
                 value, r, aux = forward_sqeuclidean(x, x, 1.0, xl, xl, lo, hi)
@@ -1516,11 +1517,16 @@ def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi):
     _warm_cache()
     x, y = _series(x, y)
     value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, True)
-    bad = np.zeros(x.shape[0], np.bool_)
-    _nonfinite_pairs(x, np.require(x_len, np.int32, ["C", "W"]), bad)
-    _nonfinite_pairs(y, np.require(y_len, np.int32, ["C", "W"]), bad)
-    value[bad] = np.nan
+    value[nonfinite_pairs(x, x_len) | nonfinite_pairs(y, y_len)] = np.nan
     return value, r, aux
+
+
+def nonfinite_pairs(a, lengths):
+    """``(B,)`` bool: whether ``a[b, :lengths[b]]`` (``a`` float32 or float64 ``(B, N, D)``)
+    holds a NaN or an infinity (one pass, no temporaries)."""
+    bad = np.zeros(a.shape[0], np.bool_)
+    _nonfinite_pairs(np.ascontiguousarray(a), np.require(lengths, np.int32, ["C", "W"]), bad)
+    return bad
 
 
 @njit(**_JIT)
