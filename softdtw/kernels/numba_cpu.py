@@ -1612,10 +1612,14 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
     if series is not None:
         gx = np.zeros(series[0].shape, dt)
         gy = np.zeros(series[1].shape, dt)
-    if B == 0:
+
+    def result(grad):
         if series is not None:
             return gx, gy
-        return np.empty((B, N, M), dt), (ggam.astype(dt) if need_gamma_grad else None)
+        return grad, (ggam.astype(dt) if need_gamma_grad else None)
+
+    if B == 0:
+        return result(np.empty((B, N, M), dt))
     inf_, zero_, one_ = _consts(dt)
     gv = np.ascontiguousarray(grad_value, dt).reshape(B)
     rflat = r.reshape(-1)
@@ -1634,9 +1638,7 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
                        np.arange(b0, b0 + pr), pr, S, W, N, M, grad, ggam[b0:b0 + pr], need, inf_, zero_, one_)
 
         _run_blocks(block, -(-B // P))
-        if series is not None:
-            return gx, gy
-        return grad, (ggam.astype(dt) if need_gamma_grad else None)
+        return result(grad)
 
     # the kernel writes the crops; pages outside stay untouched
     grad = np.zeros((B, N, M), dt) if series is None else (series[0], series[1], gx, gy)
@@ -1651,6 +1653,4 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
         ggam[pairs] = gg
 
     _run_blocks(var_block, len(blocks))
-    if series is not None:
-        return gx, gy
-    return grad, (ggam.astype(dt) if need_gamma_grad else None)
+    return result(grad)

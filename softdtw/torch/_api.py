@@ -7,6 +7,7 @@ import functools
 import sys
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
@@ -325,12 +326,18 @@ class _FusedSqEuclidean(torch.autograd.Function):
                 torch.from_numpy(gy) if ctx.needs_input_grad[1] else None, None, None, None, None, None)
 
 
+def _numba_eager(t: torch.Tensor) -> bool:
+    """``t`` is on CPU, the numba kernel serves CPU, and torch.compile is not tracing (which
+    needs the custom ops): the eager shortcuts below may call numba on NumPy views."""
+    return (t.device.type == "cpu" and not torch.compiler.is_compiling()
+            and _ops._numpy_kernel(_ops._kernel_module("cpu")))
+
+
 def _fused(x: torch.Tensor, compute: torch.dtype) -> bool:
     """Whether the default cost of ``x`` (and a ``y`` on its device) goes through
     :class:`_FusedSqEuclidean`: float32 compute on CPU with the numba kernel, at most
     :data:`FUSED_MAX_FEATURES` features, outside torch.compile (which traces the custom ops)."""
-    return (compute == torch.float32 and x.device.type == "cpu" and x.shape[-1] <= FUSED_MAX_FEATURES
-            and not torch.compiler.is_compiling() and _ops._numpy_kernel(_ops._kernel_module("cpu")))
+    return compute == torch.float32 and x.shape[-1] <= FUSED_MAX_FEATURES and _numba_eager(x)
 
 
 MEMORY_MODES = ("full", "checkpoint")
@@ -382,14 +389,13 @@ def _first(n: int, lengths, device) -> torch.Tensor | None:
 
 def _bad_series(t: torch.Tensor, lengths) -> torch.Tensor:
     """(B,) pairs with a non-finite entry in ``t[b, :lengths[b]]``."""
-    if (t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and t.dim() == 3
-            and not torch.compiler.is_compiling() and _ops._numpy_kernel(_ops._kernel_module("cpu"))):
+    if t.dtype in (torch.float32, torch.float64) and t.dim() == 3 and _numba_eager(t):
         # one numba pass instead of six small torch ops (each an OpenMP region): 0.35 ms at
         # (64, 64, 8), about 1.3 ns per cell of the loss at (64, 64, 64, 8)
         from ..kernels import numba_cpu
 
-        n = torch.full((t.shape[0],), t.shape[1]) if lengths is None else lengths
-        return torch.from_numpy(numba_cpu.nonfinite_pairs(t.detach().numpy(), n.cpu().numpy()))
+        n = np.full(t.shape[0], t.shape[1]) if lengths is None else lengths.cpu().numpy()
+        return torch.from_numpy(numba_cpu.nonfinite_pairs(t.detach().numpy(), n))
     bad = ~torch.isfinite(t).all(-1)
     mask = _first(t.shape[1], lengths, t.device)
     return (bad if mask is None else bad & mask).any(-1)
