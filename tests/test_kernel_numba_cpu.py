@@ -343,7 +343,7 @@ def _sqeuclidean_reference(x, y, gamma, xl, yl, lo, hi, gv):
 
 
 @pytest.mark.parametrize("shape", [(3, 7, 5, 2), (70, 33, 29, 3), (2, 300, 200, 4), (1, 1, 1, 1), (5, 1, 9, 2),
-                                   (5, 9, 1, 2), (130, 20, 40, 8)], ids=str)
+                                   (5, 9, 1, 2), (130, 20, 40, 8), (9, 70, 90, 5), (4, 40, 37, 11)], ids=str)
 @pytest.mark.parametrize("constraint", [spec.Constraint(None, None), spec.Constraint("sakoe_chiba", 3.0)], ids=str)
 @pytest.mark.parametrize("padded", [False, True])
 def test_sqeuclidean_series_equal_cost_path(shape, constraint, padded):
@@ -371,6 +371,9 @@ def test_sqeuclidean_series_equal_cost_path(shape, constraint, padded):
         np.testing.assert_array_equal(a, b)  # inputs never written
     np.testing.assert_array_equal(gx, gx2)  # the state is reusable (retain_graph)
     np.testing.assert_array_equal(gy, gy2)
+    gx0, none = K.backward_sqeuclidean(r, aux, x, y, 0.7, xl, yl, lo, hi, gv, need_y=False)
+    assert none is None  # the sweep without y's sums: x's in another order
+    np.testing.assert_allclose(gx0, gx, rtol=0, atol=1e-6 * max(np.abs(gx).max(), 1e-3))
     assert value.dtype == gx.dtype == gy.dtype == np.float32 and gx.shape == x.shape and gy.shape == y.shape
     xs = np.where(np.isnan(x), 0, x)
     ys = np.where(y < -1e29, 0, y)

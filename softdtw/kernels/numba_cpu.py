@@ -28,11 +28,12 @@ Cost source
 registers, :func:`_fill_tile`) and :func:`backward` writes the cost's gradient. Their
 ``_sqeuclidean`` variants take float32 series ``x`` (B, N, D), ``y`` (B, M, D) instead: each
 block lays ``y`` out in the lanes once, each step gathers the lanes' rows of ``x``, the forward
-forms ``sum_d (x_id - y_jd)^2`` per cell and the backward sums ``g E (x_i - y_j)`` into the
-gradient of ``x`` (per step) and of ``y`` (in the lanes, over the sweep). The block functions
-are the same, specialised by numba on the type of the source (:func:`_src_state`,
-:func:`_src_fill`, :func:`_grad_state`, :func:`_grad_step`, :func:`_grad_done`). The torch loss
-uses them for up to 2 features (``softdtw.torch._api.FUSED_MAX_FEATURES``).
+forms ``sum_d (x_id - y_jd)^2`` per cell (4 features per pass over the tile) and the backward
+sums ``g E (x_i - y_j)`` into the gradient of ``x`` (per step, 4 columns per pass) and, unless
+told ``y`` needs none, of ``y`` (in the lanes, over the sweep). The block functions are the
+same, specialised by numba on the type of the source (:func:`_src_state`, :func:`_src_fill`,
+:func:`_grad_state`, :func:`_grad_step`, :func:`_grad_done`). The torch loss uses them for up
+to 8 features (``softdtw.torch._api.FUSED_MAX_FEATURES``).
 
 Numerics
 --------
@@ -614,19 +615,51 @@ def _ol_src_fill(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, s
         x = src[0]
         yt, xr = state
         D = x.shape[2]
+        D0 = D % 4  # the first D % 4 features one at a time, then 4 per pass over the tile
         _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi)
+        full = _spans(jlo, jhi, wlo, whi)
         for w in range(wlo, whi):
             k = (w - 1) * D
-            for ln in range(LANES):
-                df = xr[0, ln] - yt[k, ln]
-                ct[w - 1, ln] = df * df
-            for d in range(1, D):
+            if D0 == 0:
+                for ln in range(LANES):
+                    ct[w - 1, ln] = _sq4(xr, yt, 0, k, ln)
+            else:
+                for ln in range(LANES):
+                    df = xr[0, ln] - yt[k, ln]
+                    ct[w - 1, ln] = df * df
+            for d in range(1, D0):
                 for ln in range(LANES):
                     df = xr[d, ln] - yt[k + d, ln]
                     ct[w - 1, ln] += df * df
-            for ln in range(LANES):
-                ct[w - 1, ln] = ct[w - 1, ln] * scale if (w >= jlo[ln] and w < jhi[ln]) else inf_
+            for d in range(D0 if D0 > 0 else 4, D, 4):
+                for ln in range(LANES):
+                    ct[w - 1, ln] += _sq4(xr, yt, d, k, ln)
+            if full:
+                for ln in range(LANES):
+                    ct[w - 1, ln] *= scale
+            else:
+                for ln in range(LANES):
+                    ct[w - 1, ln] = ct[w - 1, ln] * scale if (w >= jlo[ln] and w < jhi[ln]) else inf_
     return impl
+
+
+@njit(inline="always", **_JIT)
+def _spans(jlo, jhi, wlo, whi):
+    """Every lane's columns ``[jlo, jhi)`` hold ``[wlo, whi)`` (the step needs no per-lane mask)."""
+    full = True
+    for ln in range(LANES):
+        full = full and jlo[ln] <= wlo and jhi[ln] >= whi
+    return full
+
+
+@njit(inline="always", **_JIT)
+def _sq4(xr, yt, d, k, ln):
+    """``sum_{d <= e < d + 4} (xr[e, ln] - yt[k + e, ln]) ** 2``."""
+    d0 = xr[d, ln] - yt[k + d, ln]
+    d1 = xr[d + 1, ln] - yt[k + d + 1, ln]
+    d2 = xr[d + 2, ln] - yt[k + d + 2, ln]
+    d3 = xr[d + 3, ln] - yt[k + d + 3, ln]
+    return (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
 
 
 @njit(**_JIT)
@@ -1029,9 +1062,10 @@ def _ol_grad_state(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
 
     def impl(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
         # y in the lanes (as the forward has it), x's rows, the lanes' sums into gx (a step)
-        # and gy (the whole sweep), E times the upstream gradient of one column
+        # and gy (the whole sweep; none when ``gy`` has no rows: y needs no gradient)
         yt, xr = _src_state((grad[0], grad[1]), bp, Pr, W, yl, lane_p, lane_s, lane_wid)
-        return yt, xr, np.zeros_like(xr), np.zeros_like(yt), np.zeros(LANES, yt.dtype), np.zeros(LANES, yt.dtype)
+        gyt = np.zeros((yt.shape[0] if grad[3].shape[0] > 0 else 0, LANES), yt.dtype)
+        return yt, xr, np.zeros_like(xr), gyt, np.zeros(LANES, yt.dtype)
     return impl
 
 
@@ -1062,7 +1096,7 @@ def _ol_grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, j
         # g E (x_i - y_j) to x_i's sum (over the step) and takes it from y_j's (over the sweep)
         x = grad[0]
         gx = grad[2]
-        yt, xr, gxr, gyt, em, gsc = state
+        yt, xr, gxr, gyt, gsc = state
         D = x.shape[2]
         if whi <= wlo:
             return
@@ -1071,15 +1105,40 @@ def _ol_grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, j
             gsc[ln] = gv[bp[lane_p[ln]]] if jhi[ln] > jlo[ln] else zero_
             for d in range(D):
                 gxr[d, ln] = zero_
-        for w in range(wlo, whi):
-            k = (w - 1) * D
-            for ln in range(LANES):
-                em[ln] = et[w - 1, ln] * gsc[ln] if (w >= jlo[ln] and w < jhi[ln]) else zero_
-            for d in range(D):
+        # g E, 0 outside each lane's columns (in place: ``et`` is the step's scratch)
+        if _spans(jlo, jhi, wlo, whi):
+            for w in range(wlo, whi):
                 for ln in range(LANES):
-                    q = em[ln] * (xr[d, ln] - yt[k + d, ln])
-                    gxr[d, ln] += q
-                    gyt[k + d, ln] -= q
+                    et[w - 1, ln] *= gsc[ln]
+        else:
+            for w in range(wlo, whi):
+                for ln in range(LANES):
+                    et[w - 1, ln] = et[w - 1, ln] * gsc[ln] if (w >= jlo[ln] and w < jhi[ln]) else zero_
+        if gyt.shape[0] > 0:
+            for w in range(wlo, whi):
+                k = (w - 1) * D
+                for d in range(D):
+                    for ln in range(LANES):
+                        q = et[w - 1, ln] * (xr[d, ln] - yt[k + d, ln])
+                        gxr[d, ln] += q
+                        gyt[k + d, ln] -= q
+        else:
+            # x's sums only: four columns per pass over gxr (one load and store per four)
+            w = wlo
+            while w + 4 <= whi:
+                k = (w - 1) * D
+                for d in range(D):
+                    for ln in range(LANES):
+                        xd = xr[d, ln]
+                        gxr[d, ln] += ((et[w - 1, ln] * (xd - yt[k + d, ln]) + et[w, ln] * (xd - yt[k + D + d, ln]))
+                                       + (et[w + 1, ln] * (xd - yt[k + 2 * D + d, ln])
+                                          + et[w + 2, ln] * (xd - yt[k + 3 * D + d, ln])))
+                w += 4
+            for w in range(w, whi):
+                k = (w - 1) * D
+                for d in range(D):
+                    for ln in range(LANES):
+                        gxr[d, ln] += et[w - 1, ln] * (xr[d, ln] - yt[k + d, ln])
         for ln in range(LANES):
             if jhi[ln] > jlo[ln]:
                 b = bp[lane_p[ln]]
@@ -1097,6 +1156,8 @@ def _ol_grad_done(grad, state, bp, lane_p, lane_s, lane_wid):
     def impl(grad, state, bp, lane_p, lane_s, lane_wid):
         gy = grad[3]
         gyt = state[3]
+        if gyt.shape[0] == 0:
+            return
         D = gy.shape[2]
         W = gyt.shape[0] // D
         for ln in range(LANES):
@@ -1596,26 +1657,28 @@ def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
     return _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, None)
 
 
-def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value):
+def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, need_y=True):
     """``(grad_x, grad_y)`` from the state of :func:`forward_sqeuclidean`: ``grad_value[b]``
     times the gradient of pair ``b``'s value, ``2 sum_j E_ij (x_i - y_j)`` and
-    ``2 sum_i E_ij (y_j - x_i)``, 0 past the lengths (no cost gradient is formed)."""
+    ``2 sum_i E_ij (y_j - x_i)``, 0 past the lengths (no cost gradient is formed).
+    ``need_y=False``: ``grad_y`` is None, and not summed (the faster sweep)."""
     _warm_cache()
     x, y = _series(x, y)
-    return _backward(np.ascontiguousarray(r), aux, gamma, x_len, y_len, lo, hi, grad_value, False, (x, y))
+    return _backward(np.ascontiguousarray(r), aux, gamma, x_len, y_len, lo, hi, grad_value, False, (x, y),
+                     need_y)
 
 
-def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, series):
+def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, series, need_y=True):
     B, N, M = r.shape
     dt = r.dtype
     ggam = np.zeros(B, np.float64)
     if series is not None:
         gx = np.zeros(series[0].shape, dt)
-        gy = np.zeros(series[1].shape, dt)
+        gy = np.zeros(series[1].shape if need_y else (0,) + series[1].shape[1:], dt)  # (no rows: not summed)
 
     def result(grad):
         if series is not None:
-            return gx, gy
+            return gx, (gy if need_y else None)
         return grad, (ggam.astype(dt) if need_gamma_grad else None)
 
     if B == 0:

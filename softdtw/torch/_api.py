@@ -299,12 +299,15 @@ class _SecondOrder(torch.autograd.Function):
 
 
 # the numba kernel forms the squared Euclidean cost of x, y itself (and its gradient w.r.t. x, y)
-# up to this many features (see _fused). Loss forward + backward, float32, 2 threads, ns per
-# cell, cost matrix -> fused: (32, 256, 256, D) D = 1: 7.4 -> 4.0, D = 2: 7.5 -> 4.4, D = 4:
-# 5.8 -> 7.3, D = 8: 8.9 -> 7.8, D = 16: 5.6 -> 11.7; (512, 32, 32, D) D = 2: 8.4 -> 6.5,
-# D = 8: 11.1 -> 11.4. The gradient of y is summed in the lanes over the sweep (W D LANES
-# floats per block, read and written at every step), which costs more than a matmul past D = 2.
-FUSED_MAX_FEATURES = 2
+# up to this many features (see _fused). Loss forward + backward, float32, ns per cell, cost
+# matrix -> fused, session 6 (features summed 4 per pass, the gradient of y not summed when y
+# needs none): one thread, y without grad: (32, 256, 256, D) D = 2: both fused, D = 4: 8.9-9.9
+# -> 6.5, D = 8: 8.5-9.7 -> 7.8; (512, 32, 32, 8): 10.9-13.4 -> 9.7-10.2; (64, 64, 64, 16):
+# 12.1-13.7 -> 13.1-13.7 (no gain: the cost matrix stays past 8); y with grad: D = 4: 9.6-11.5
+# -> 7.6-7.8, D = 8: 9.4 -> 9.6-10.0; 2 threads, D = 8: (32, 256, 256) 6.7-8.0 -> 4.5-4.8, with
+# y's grad 8.0-9.8 -> 5.6-6.7. At D = 8 a block's y in the lanes (W D LANES floats, 128 KB)
+# is read from L2 at every step, which bounds the gain.
+FUSED_MAX_FEATURES = 8
 
 
 class _FusedSqEuclidean(torch.autograd.Function):
@@ -335,7 +338,7 @@ class _FusedSqEuclidean(torch.autograd.Function):
         r, aux, xl, yl, lo, hi, gamma = ctx.state
         gv = grad_value.detach().to(torch.float32).contiguous().numpy()
         gx, gy = numba_cpu.backward_sqeuclidean(r, aux, x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo,
-                                                hi, gv)
+                                                hi, gv, need_y=ctx.needs_input_grad[1])
         return (torch.from_numpy(gx) if ctx.needs_input_grad[0] else None,
                 torch.from_numpy(gy) if ctx.needs_input_grad[1] else None, None, None, None, None, None)
 
