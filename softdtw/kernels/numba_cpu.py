@@ -618,6 +618,20 @@ def _ol_src_fill(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, s
         D0 = D % 4  # the first D % 4 features one at a time, then 4 per pass over the tile
         _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi)
         full = _spans(jlo, jhi, wlo, whi)
+        if full and D <= 2:
+            # one pass, scaled in it (the common case of few features)
+            for w in range(wlo, whi):
+                k = (w - 1) * D
+                if D == 1:
+                    for ln in range(LANES):
+                        df = xr[0, ln] - yt[k, ln]
+                        ct[w - 1, ln] = df * df * scale
+                else:
+                    for ln in range(LANES):
+                        d0 = xr[0, ln] - yt[k, ln]
+                        d1 = xr[1, ln] - yt[k + 1, ln]
+                        ct[w - 1, ln] = (d0 * d0 + d1 * d1) * scale
+            return
         for w in range(wlo, whi):
             k = (w - 1) * D
             if D0 == 0:
