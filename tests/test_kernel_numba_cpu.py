@@ -315,6 +315,72 @@ def test_float64_exp2_log2_within_one_ulp():
         assert ulp.max() <= 1.0, (fn.__name__, ulp.max())
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_blocks_from_shared_counter_same_on_any_thread_count(threads):
+    """The plan's blocks run through one numba call per thread that takes blocks from a shared
+    atomic counter (_fwd_blocks, _bwd_blocks): every block once, the same numbers to the last
+    bit as one thread, whatever the threads' interleaving (cost and series paths)."""
+    import numba
+
+    rng = np.random.default_rng(11)
+    B, N, M, D = 5 * K.LANES + 3, 7, 6, 2
+    assert K.plan(B, N, M) == (K.LANES, 1, M)  # 6 blocks, the last one of 3 pairs
+    x = rng.standard_normal((B, N, D)).astype(np.float32)
+    y = rng.standard_normal((B, M, D)).astype(np.float32)
+    cost = ((x[:, :, None] - y[:, None]) ** 2).sum(-1).astype(np.float32)
+    xl, yl = np.full(B, N, np.int32), np.full(B, M, np.int32)
+    lo, hi = spec.band_bounds(N, M, xl, yl, spec.Constraint(None, None))
+    gv = rng.standard_normal(B).astype(np.float32)
+
+    def once():
+        value, r, aux = K.forward(cost, 0.7, xl, yl, lo, hi)
+        grad, ggam = K.backward(r, aux, 0.7, xl, yl, lo, hi, gv, True)
+        sv, sr, saux = K.forward_sqeuclidean(x, y, 0.7, xl, yl, lo, hi)
+        gx, gy = K.backward_sqeuclidean(sr, saux, x, y, 0.7, xl, yl, lo, hi, gv)
+        return value, K.values(cost, 0.7, xl, yl, lo, hi), grad, ggam, sv, gx, gy
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        want = once()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        got = [once() for _ in range(3)]
+    finally:
+        numba.set_num_threads(before)
+    for g in got:
+        for a, b in zip(g, want):
+            assert np.array_equal(a, b)
+    value, _, grad, *_ = want
+    _, vref = ref.soft_dtw_alignment_from_cost(cost.astype(np.float64), 0.7)
+    np.testing.assert_allclose(value, vref, rtol=1e-5)  # every pair computed (none left empty)
+    assert np.isfinite(grad).all() and (np.abs(grad).reshape(B, -1).max(1) > 0).all()
+
+
+def test_ticket_hands_out_each_number_once():
+    """The atomic counter behind the block drivers, taken from three threads at once."""
+    import threading
+
+    from numba import njit
+
+    @njit(nogil=True)
+    def take(counter, n, out):
+        while True:
+            k = K._ticket(counter)
+            if k >= n:
+                return
+            out[k] += 1
+
+    counter, n = np.zeros(1, np.int64), 200_000
+    out = np.zeros(n, np.int64)
+    take(np.zeros(1, np.int64), 0, out)  # compile first
+    threads = [threading.Thread(target=take, args=(counter, n, out)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (out == 1).all() and counter[0] >= n
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(70, 9, 12), (2, 150, 140), (1, 1, 5)], ids=str)
 def test_values_without_state_equal_forward(dtype, shape):
