@@ -544,3 +544,35 @@ def test_fused_sqeuclidean_equals_cost_path(monkeypatch, D, kw):
     xs, ys = x.detach().double().numpy(), y.detach().double().numpy()
     vref = ref.soft_dtw(xs, ys, 0.5, **{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in kw.items()})
     np.testing.assert_allclose(v1.detach().numpy(), vref, rtol=2e-5, atol=2e-5 * np.abs(vref).max())
+
+
+@pytest.mark.parametrize("kw", [{}, {"normalize": True}, {"x_lengths": [40, 3, 17], "y_lengths": [30, 30, 1]},
+                                {"global_constraint": "sakoe_chiba", "sakoe_chiba_radius": 4}], ids=str)
+def test_fused_values_without_grad_keep_no_state(monkeypatch, kw):
+    # no gradient wanted (torch.no_grad, inference mode, or no input requiring grad): the fused
+    # kernel's values without R (keep=False), to the last bit those of the differentiable call
+    from softdtw import spec
+    from softdtw.kernels import numba_cpu
+
+    torch.manual_seed(2)
+    x = torch.randn(3, 40, 2, requires_grad=True)
+    y = torch.randn(3, 40 if kw.get("normalize") else 30, 2)
+    want = soft_dtw(x, y, 0.3, **kw).detach()
+    keeps = []
+    fwd = numba_cpu.forward_sqeuclidean
+    monkeypatch.setattr(numba_cpu, "forward_sqeuclidean", lambda *a: keeps.append(a[-1]) or fwd(*a))
+    with torch.no_grad():
+        got_no_grad = soft_dtw(x, y, 0.3, **kw)
+    with torch.inference_mode():
+        got_inference = soft_dtw(x, y, 0.3, **kw)
+    got_detached = soft_dtw(x.detach(), y, 0.3, **kw)
+    assert keeps and not any(keeps)  # every call without the backward's state
+    for got in (got_no_grad, got_inference, got_detached):
+        assert not got.requires_grad and torch.equal(got, want)
+    value, r, aux = fwd(x.detach().numpy(), y.numpy(), 0.3, np.full(3, 40, np.int32), np.full(3, y.shape[1], np.int32),
+                        *spec.band_bounds(40, y.shape[1], np.full(3, 40), np.full(3, y.shape[1])), False)
+    assert r.size == 0 and aux.size == 0
+    # and with a gradient wanted, the state is kept (the divergence's sdtw(y, y) needs none)
+    keeps.clear()
+    soft_dtw(x, y, 0.3, **kw).sum().backward()
+    assert keeps == ([True, True, False] if kw.get("normalize") else [True])

@@ -1672,14 +1672,16 @@ def _series(x, y):
     return x, y
 
 
-def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi):
+def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True):
     """:func:`forward` of the squared Euclidean cost of ``x`` (B, N, D) and ``y`` (B, M, D),
     float32, which the kernel forms cell by cell (``sum_d (x_id - y_jd)^2``): no cost matrix.
     Returns ``(value, r, aux)`` for :func:`backward_sqeuclidean`; the value of a pair with a
-    non-finite entry in ``x[b, :x_len[b]]`` or ``y[b, :y_len[b]]`` is NaN (and only its)."""
+    non-finite entry in ``x[b, :x_len[b]]`` or ``y[b, :y_len[b]]`` is NaN (and only its).
+    ``keep=False``: the values alone, to the last bit the same; ``r`` and ``aux`` are empty
+    (``R`` kept for two steps per block, as :func:`values`)."""
     _warm_cache()
     x, y = _series(x, y)
-    value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, True)
+    value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, keep)
     value[nonfinite_pairs(x, x_len) | nonfinite_pairs(y, y_len)] = np.nan
     return value, r, aux
 

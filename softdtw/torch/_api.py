@@ -318,16 +318,30 @@ class _FusedSqEuclidean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, gamma, x_len, y_len, band_kind, band_param):
+        value, r, aux, xl, yl, lo, hi = _FusedSqEuclidean.run(x, y, gamma, x_len, y_len, band_kind, band_param, True)
+        ctx.save_for_backward(x, y)
+        ctx.state = (r, aux, xl, yl, lo, hi, gamma)
+        return torch.from_numpy(value)
+
+    @staticmethod
+    def run(x, y, gamma, x_len, y_len, band_kind, band_param, keep):
+        """The kernel's forward: ``(value, r, aux, xl, yl, lo, hi)`` (NumPy); ``keep=False``
+        (no gradient wanted): the values alone, no ``R`` stored (:meth:`values`)."""
         from ..kernels import numba_cpu
 
         batch, n, m = x.shape[0], x.shape[1], y.shape[1]
         lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
         xl = _ops._lengths(x_len, batch, n, x.device).numpy()
         yl = _ops._lengths(y_len, batch, m, x.device).numpy()
-        value, r, aux = numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi)
-        ctx.save_for_backward(x, y)
-        ctx.state = (r, aux, xl, yl, lo, hi, gamma)
-        return torch.from_numpy(value)
+        return numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi,
+                                             keep) + (xl, yl, lo, hi)
+
+    @staticmethod
+    def values(x, y, gamma, x_len, y_len, band_kind, band_param):
+        """The values when no gradient is wanted (``torch.no_grad``, inference, or neither
+        input requires grad): the same numbers, without the ``B N M`` floats of ``R``
+        (evaluation of a large batch needs no memory for a backward)."""
+        return torch.from_numpy(_FusedSqEuclidean.run(x, y, gamma, x_len, y_len, band_kind, band_param, False)[0])
 
     @staticmethod
     def backward(ctx, grad_value):
@@ -539,7 +553,9 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
             return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
         if mode == "full" and dist_func is None and gamma_t is None and _fused(a, compute):
             # (the kernel gives NaN to the pairs with a non-finite entry: no torch guard)
-            return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
+            if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+                return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
+            return _FusedSqEuclidean.values(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
         cost = _pair_cost(a, b, dist_func, compute)
         return _nan_guard(_value(cost, gamma, al, bl, band, gamma_t, mode), _bad_pairs(a, b, cost, dist_func, al, bl))
 
