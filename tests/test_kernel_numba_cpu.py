@@ -481,3 +481,27 @@ def test_sqeuclidean_series_nonfinite_pair_only():
     keep = np.ones(70, bool)
     keep[[3, 40]] = False
     np.testing.assert_array_equal(value[keep], clean[keep])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nonfinite_pairs_exponent_test(dtype):
+    """nonfinite_pairs reads the exponent bits: NaN, +inf and -inf within a pair's length flag
+    it; the largest finite value, subnormals, -0.0 and anything past the length do not."""
+    fi = np.finfo(dtype)
+    a = np.ones((8, 5, 3), dtype)
+    a[0, 4, 2] = np.nan
+    a[1, 0, 0] = np.inf
+    a[2, 2, 1] = -np.inf
+    a[3] = fi.max
+    a[3, 1] = -fi.max
+    a[4] = fi.smallest_subnormal
+    a[4, 0, 0] = -0.0
+    a[5, 3, 0] = np.nan  # past pair 5's length
+    a[6, 4, 2] = -np.nan
+    lengths = np.array([5, 1, 5, 5, 5, 3, 5, 5], np.int32)
+    want = [True, True, True, False, False, False, True, False]
+    assert K.nonfinite_pairs(a, lengths).tolist() == want
+    assert K.nonfinite_pairs(a, np.full(8, 5)).tolist() == want[:5] + [True] + want[6:]
+    before = a.copy()
+    K.nonfinite_pairs(a, lengths)
+    np.testing.assert_array_equal(a, before)

@@ -1689,19 +1689,29 @@ def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True):
 def nonfinite_pairs(a, lengths):
     """``(B,)`` bool: whether ``a[b, :lengths[b]]`` (``a`` float32 or float64 ``(B, N, D)``)
     holds a NaN or an infinity (one pass, no temporaries)."""
+    a = np.ascontiguousarray(a)
     bad = np.zeros(a.shape[0], np.bool_)
-    _nonfinite_pairs(np.ascontiguousarray(a), np.require(lengths, np.int32, ["C", "W"]), bad)
+    if a.dtype == np.float32:
+        _nonfinite_pairs(a.view(np.uint32), _int32_cw(lengths), np.uint32(0x7F800000), bad)
+    else:
+        _nonfinite_pairs(a.view(np.uint64), _int32_cw(lengths), np.uint64(0x7FF0000000000000), bad)
     return bad
 
 
 @njit(**_JIT)
-def _nonfinite_pairs(a, lengths, bad):
-    """``bad[b] |= a[b, :lengths[b]]`` holds a NaN or an infinity."""
-    for b in range(a.shape[0]):
-        for i in range(lengths[b]):
-            for d in range(a.shape[2]):
-                if not np.isfinite(a[b, i, d]):
-                    bad[b] = True
+def _nonfinite_pairs(u, lengths, expo, bad):
+    """``bad[b] = u[b, :lengths[b]]`` (the bits of floats) holds a NaN or an infinity: an
+    exponent field of all ones. The largest masked exponent of a pair is an integer max
+    reduction, which vectorises (a float test per entry did not: 0.17 ms at (64, 64, 8)
+    for x and y, about 0.6 ns per cell of the loss at (64, 64, 64, 8))."""
+    D = u.shape[2]
+    for b in range(u.shape[0]):
+        flat = u[b].reshape(-1)
+        top = expo - expo
+        for k in range(lengths[b] * D):
+            e = flat[k] & expo
+            top = e if e > top else top
+        bad[b] = top == expo
 
 
 def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
