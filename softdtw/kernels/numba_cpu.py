@@ -75,8 +75,10 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
   one division per cell) ~4 ns, the gradient write ~1 ns (much of it first-touch page faults
   of the new output), the cost transpose ~0.6 ns. Selecting two ``exp2`` by the sorted order
   in the backward (as the forward does) measured no gain. A second thread could not be
-  measured here (the other core was busy with other jobs); blocks run on a thread pool when
-  there is more than one.
+  measured here (the other core was busy with other jobs). With more than one thread, each
+  thread (the caller's included) makes one numba call that takes blocks from a shared atomic
+  counter (:func:`_fwd_blocks`, :func:`_bwd_blocks`): no Python, future or GIL hand-over
+  between blocks.
 * Measure with a warm numba cache: code compiled in the same process measured ~6x slower
   (forward ~22 ns per cell) than the same code loaded from the cache, reproducibly
   (``NUMBA_CACHE_DIR=<empty dir>``); cause not found (the MCJIT in-memory code against the
