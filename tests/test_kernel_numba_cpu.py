@@ -505,3 +505,43 @@ def test_nonfinite_pairs_exponent_test(dtype):
     before = a.copy()
     K.nonfinite_pairs(a, lengths)
     np.testing.assert_array_equal(a, before)
+
+
+def test_nonfinite_pairs_refuses_other_dtypes():
+    for dt in (np.int64, np.float16, np.dtype(">f8")):
+        with pytest.raises(TypeError, match="float32 or float64"):
+            K.nonfinite_pairs(np.zeros((2, 3, 1), dt), np.full(2, 3))
+
+
+@pytest.mark.parametrize("python_blocks", [False, True])
+def test_an_error_in_one_thread_stops_the_others(python_blocks):
+    """_run_threads: the first exception is raised once every thread is done, and the other
+    threads stop taking blocks instead of running the rest of the batch."""
+    import threading
+    import time
+
+    done, lock = [], threading.Lock()
+
+    def fn(k):
+        if k == 3:
+            raise KeyError("block 3")
+        time.sleep(0.002)
+        with lock:
+            done.append(k)
+
+    with pytest.raises(KeyError, match="block 3"):
+        if python_blocks:
+            K._run_blocks(fn, 1000, threads=2)
+        else:
+            tickets = iter(range(1000))
+            stopped = []
+
+            def work():
+                for k in tickets:
+                    if stopped:
+                        return
+                    fn(k)
+
+            K._run_threads(work, 1000, threads=2, stop=lambda: stopped.append(True))
+    time.sleep(0.05)
+    assert len(done) < 20 and len(set(done)) == len(done)

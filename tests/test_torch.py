@@ -576,3 +576,18 @@ def test_fused_values_without_grad_keep_no_state(monkeypatch, kw):
     keeps.clear()
     soft_dtw(x, y, 0.3, **kw).sum().backward()
     assert keeps == ([True, True, False] if kw.get("normalize") else [True])
+
+
+def test_fused_forward_mode_tangent_is_not_dropped():
+    # a dual input (forward-mode AD) does not require grad; the stateless no-grad path must not
+    # take it and silently drop the tangent: the call refuses as it did before (no jvp)
+    import torch.autograd.forward_ad as fwAD
+
+    x, y, t = torch.randn(2, 6, 2), torch.randn(2, 5, 2), torch.randn(2, 6, 2)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, t)
+        assert not dual.requires_grad
+        with pytest.raises(RuntimeError, match="jvp"):
+            soft_dtw(dual, y, 0.5)
+        with torch.no_grad(), pytest.raises(RuntimeError, match="jvp"):
+            soft_dtw(dual, y, 0.5)

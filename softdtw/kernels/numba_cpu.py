@@ -95,7 +95,7 @@ import math
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -1375,20 +1375,28 @@ def _run_blocks(fn, nblocks: int, threads: int | None = None) -> None:
     almost no work, 2 threads: 1.65-2.0 ms with a task per block, 0.94-1.6 ms like this).
     The plan's fixed blocks go further: one numba call per thread (:func:`_fwd_blocks`)."""
     ticket = itertools.count()  # next() is atomic under the GIL
+    stopped = []
 
     def work():
         for k in iter(ticket.__next__, None):
-            if k >= nblocks:
+            if k >= nblocks or stopped:
                 return
             fn(k)
 
-    _run_threads(work, nblocks, threads)
+    _run_threads(work, nblocks, threads, stop=lambda: stopped.append(True))
 
 
-def _run_threads(work, nblocks: int, threads: int | None = None) -> None:
+def _stop_tickets(tickets):
+    """What :func:`_run_threads` calls on an error: no block is handed out any more."""
+    tickets[0] = 1 << 62
+
+
+def _run_threads(work, nblocks: int, threads: int | None = None, stop=None) -> None:
     """``work()`` on the calling thread and on ``min(threads, nblocks) - 1`` pool threads;
     each call takes blocks from a shared counter until none is left (``_fwd_blocks`` in
-    numba, ``_run_blocks`` in Python)."""
+    numba, ``_run_blocks`` in Python). Where one raises (an error, a KeyboardInterrupt),
+    ``stop()`` makes the others stop after their current block; the first exception, the
+    calling thread's before the pool's, is raised once every thread is done."""
     global _POOL
     threads = min(_threads() if threads is None else threads, nblocks)
     if threads <= 1:
@@ -1396,12 +1404,22 @@ def _run_threads(work, nblocks: int, threads: int | None = None) -> None:
         return
     if _POOL is None or _POOL._max_workers < threads - 1:
         _POOL = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="softdtw-numba")
-    futures = [_POOL.submit(work) for _ in range(threads - 1)]
+
+    def guarded():
+        try:
+            work()
+        except BaseException:
+            if stop is not None:
+                stop()
+            raise
+
+    futures = [_POOL.submit(guarded) for _ in range(threads - 1)]
     try:
-        work()
+        guarded()
     finally:
-        for f in futures:
-            f.result()
+        wait(futures)
+    for f in futures:
+        f.result()
 
 
 # the layout (and so the shape of ``aux``) must be a function of the shapes alone: it is planned
@@ -1549,7 +1567,8 @@ def _cache_is_warm() -> bool:
     """Whether numba's cache holds the block functions (float32 and float64 costs, float32
     series), for this source."""
     try:
-        return all(len(f._cache._cache_file._load_index()) >= 3 for f in (_fwd_block, _bwd_block))
+        return all(len(f._cache._cache_file._load_index()) >= 3
+                   for f in (_fwd_block, _bwd_block, _fwd_blocks, _bwd_blocks))
     except Exception:  # pragma: no cover - numba internals moved: do not spawn anything
         return True
 
@@ -1693,10 +1712,12 @@ def nonfinite_pairs(a, lengths):
     holds a NaN or an infinity (one pass, no temporaries)."""
     a = np.ascontiguousarray(a)
     bad = np.zeros(a.shape[0], np.bool_)
-    if a.dtype == np.float32:
+    if a.dtype == np.dtype("=f4"):
         _nonfinite_pairs(a.view(np.uint32), _int32_cw(lengths), np.uint32(0x7F800000), bad)
-    else:
+    elif a.dtype == np.dtype("=f8"):
         _nonfinite_pairs(a.view(np.uint64), _int32_cw(lengths), np.uint64(0x7FF0000000000000), bad)
+    else:
+        raise TypeError(f"a must be float32 or float64 (native byte order), got {a.dtype}")
     return bad
 
 
@@ -1735,7 +1756,8 @@ def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
         P, S, W = plan(B, N, M)
         tickets = np.zeros(1, np.int64)
         _run_threads(lambda: _fwd_blocks(cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat, aux,
-                                         value, keep, tickets, inf_, zero_, one_), -(-B // P))
+                                         value, keep, tickets, inf_, zero_, one_), -(-B // P),
+                     stop=lambda: _stop_tickets(tickets))
         return value, r, aux
 
     # a padded batch: each block works on its pairs' cost cropped to their lengths, and stores
@@ -1804,7 +1826,7 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
         grad = np.empty((B, N, M), dt) if series is None else (series[0], series[1], gx, gy)
         tickets = np.zeros(1, np.int64)
         _run_threads(lambda: _bwd_blocks(rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need, tickets,
-                                         inf_, zero_, one_), -(-B // P))
+                                         inf_, zero_, one_), -(-B // P), stop=lambda: _stop_tickets(tickets))
         return result(grad)
 
     # the kernel writes the crops; pages outside stay untouched

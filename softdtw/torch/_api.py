@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.autograd import forward_ad
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .. import spec
@@ -357,6 +358,15 @@ class _FusedSqEuclidean(torch.autograd.Function):
                 torch.from_numpy(gy) if ctx.needs_input_grad[1] else None, None, None, None, None, None)
 
 
+def _may_differentiate(*tensors: torch.Tensor) -> bool:
+    """Whether autograd may differentiate through ``tensors``: grad mode on and one requires
+    grad, or one carries a forward-mode tangent (which the fused Function refuses loudly, as
+    it has no jvp, rather than a stateless path dropping the tangent)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return True
+    return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
+
+
 def _numba_eager(t: torch.Tensor) -> bool:
     """``t`` is on CPU, the numba kernel serves CPU, and torch.compile is not tracing (which
     needs the custom ops): the eager shortcuts below may call numba on NumPy views."""
@@ -553,7 +563,7 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
             return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
         if mode == "full" and dist_func is None and gamma_t is None and _fused(a, compute):
             # (the kernel gives NaN to the pairs with a non-finite entry: no torch guard)
-            if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+            if _may_differentiate(a, b):
                 return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
             return _FusedSqEuclidean.values(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
         cost = _pair_cost(a, b, dist_func, compute)
