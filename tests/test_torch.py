@@ -578,6 +578,7 @@ def test_fused_values_without_grad_keep_no_state(monkeypatch, kw):
     assert keeps == ([True, True, False] if kw.get("normalize") else [True])
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch's jvp decompositions
 def test_fused_forward_mode_tangent_is_not_dropped():
     # a dual input (forward-mode AD) does not require grad; the stateless no-grad path must not
     # take it and silently drop the tangent: the call refuses as it did before (no jvp)
