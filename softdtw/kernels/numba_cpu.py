@@ -1331,14 +1331,14 @@ def _fwd_blocks(cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat
         b0, pr = _next_block(tickets, value.shape[0], P)
         if pr == 0:
             return
-        bp = np.arange(b0, b0 + pr)
         if keep:
-            _fwd_block(cost, lo, hi, xl, yl, bp, pr, S, W, N, M, inv_scale, out_scale,
-                       rflat[b0 * N * M:(b0 + pr) * N * M], aux[b0:b0 + pr], value[b0:b0 + pr], inf_, zero_, one_)
-        else:
-            _fwd_block(cost, lo, hi, xl, yl, bp, pr, S, W, N, M, inv_scale, out_scale,
-                       np.empty(min(2, N) * pr * M, rflat.dtype), np.zeros((pr, S * (N + S - 1))),
-                       value[b0:b0 + pr], inf_, zero_, one_)
+            store = rflat[b0 * N * M:(b0 + pr) * N * M]
+            shifts = aux[b0:b0 + pr]
+        else:  # values only: R for two steps, the shifts thrown away
+            store = np.empty(min(2, N) * pr * M, rflat.dtype)
+            shifts = np.zeros((pr, S * (N + S - 1)))
+        _fwd_block(cost, lo, hi, xl, yl, np.arange(b0, b0 + pr), pr, S, W, N, M, inv_scale, out_scale, store, shifts,
+                   value[b0:b0 + pr], inf_, zero_, one_)
 
 
 @njit(**_JIT)
