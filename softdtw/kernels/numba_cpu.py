@@ -1405,9 +1405,14 @@ def _run_threads(work, nblocks: int, threads: int | None = None, stop=None) -> N
     if _POOL is None or _POOL._max_workers < threads - 1:
         _POOL = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="softdtw-numba")
 
+    # the pool's work items reach ``work`` through ``box``, emptied once every thread is done: a
+    # worker drops its work item only after setting the future, so a direct reference would keep
+    # the caller's arrays (a chunk's cost) alive while the caller already makes the next ones
+    box = [work]
+
     def guarded():
         try:
-            work()
+            box[0]()
         except BaseException:
             if stop is not None:
                 stop()
@@ -1418,6 +1423,7 @@ def _run_threads(work, nblocks: int, threads: int | None = None, stop=None) -> N
         guarded()
     finally:
         wait(futures)
+        box.clear()
     for f in futures:
         f.result()
 
