@@ -545,3 +545,39 @@ def test_an_error_in_one_thread_stops_the_others(python_blocks):
             K._run_threads(work, 1000, threads=2, stop=lambda: stopped.append(True))
     time.sleep(0.05)
     assert len(done) < 20 and len(set(done)) == len(done)
+
+
+def test_run_threads_lets_go_of_the_work_when_it_returns(monkeypatch):
+    """_run_threads: once it returns, no pool thread still holds the work (and so the arrays
+    it closes over). A worker drops its work item only after setting its future; here each
+    worker is held 0.2 s at that point, as a descheduled thread would be."""
+    import concurrent.futures.thread as cft
+    import gc
+    import time
+    import weakref
+
+    run = cft._WorkItem.run
+
+    def slow_run(self):
+        run(self)
+        time.sleep(0.2)  # the future is set, the work item still referenced
+
+    monkeypatch.setattr(cft._WorkItem, "run", slow_run)
+
+    class Buffer:
+        pass
+
+    buf = Buffer()
+    ref = weakref.ref(buf)
+
+    def work(buf=buf):
+        assert isinstance(buf, Buffer)
+
+    gc.disable()  # freed by reference counting alone, right away
+    try:
+        K._run_threads(work, 2, threads=2)
+        del work, buf
+        assert ref() is None
+    finally:
+        gc.enable()
+        time.sleep(0.25)  # the pool's worker is back in its loop before the patch goes
