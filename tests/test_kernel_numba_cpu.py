@@ -381,6 +381,19 @@ def test_ticket_hands_out_each_number_once():
     assert (out == 1).all() and counter[0] >= n
 
 
+@pytest.mark.parametrize("B, P", [(512, 64), (32, 16), (7, 2), (1, 1)])
+def test_next_block_hands_out_the_blocks_then_none_after_a_stop(B, P):
+    """_next_block: the blocks of P pairs in order, then none; and none after _stop_tickets
+    (whose 2**62 times P wraps around to 0 in int64: block 0 again, were it scaled first)."""
+    tickets = np.zeros(1, np.int64)
+    got = [K._next_block(tickets, B, P) for _ in range(-(-B // P) + 2)]
+    want = [(b0, min(P, B - b0)) for b0 in range(0, B, P)]
+    assert got[:len(want)] == want and all(pr == 0 for _, pr in got[len(want):])
+    tickets = np.zeros(1, np.int64)
+    K._stop_tickets(tickets)
+    assert all(K._next_block(tickets, B, P)[1] == 0 for _ in range(3))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(70, 9, 12), (2, 150, 140), (1, 1, 5)], ids=str)
 def test_values_without_state_equal_forward(dtype, shape):

@@ -1316,9 +1316,14 @@ def _bwd_rows_gg(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, gstep, wlo, w
 @njit(inline="always", **_JIT)
 def _next_block(tickets, B, P):
     """``(b0, pairs)``: the next block of ``P`` consecutive pairs of a batch of ``B`` from the
-    shared counter ``tickets``; ``pairs == 0`` when none is left."""
-    b0 = _ticket(tickets) * P
-    return b0, (min(P, B - b0) if b0 < B else 0)
+    shared counter ``tickets``; ``pairs == 0`` when none is left. The ticket is compared with
+    the number of blocks before it is scaled: :func:`_stop_tickets` sets the counter to 2**62,
+    which times ``P`` would wrap around to block 0."""
+    k = _ticket(tickets)
+    if k >= (B + P - 1) // P:
+        return B, 0
+    b0 = k * P
+    return b0, min(P, B - b0)
 
 
 @njit(**_JIT)
