@@ -1,5 +1,6 @@
 """Accuracy of the numba CPU kernel's float64 ``exp2``/``log2`` (vectorisable polynomials,
-``softdtw/kernels/numba_cpu.py``) against long double references, in ulps, next to libm's.
+``softdtw/kernels/numba_cpu.py``) against long double references, in ulps, next to libm's;
+then the float32 ones (relative error of ``exp2``, absolute error of ``log2``).
 
 Run by hand: ``python benchmarks/accuracy_exp2_log2.py [--n 2000000]``. Inputs cover what the
 kernel feeds them: ``exp2`` on ``[-1100, 0]`` (dense near 0, where the softmin weights live)
@@ -42,6 +43,15 @@ def main(argv=None):
     print(f"log2 on {s.size} inputs in [1, 3]: max {ulps(lg, ref_l).max():.2f} ulp "
           f"(libm {ulps(libm_l, ref_l).max():.2f}), equal to libm: {np.mean(lg == libm_l):.4f}")
     assert e[t == 0.0][0] == 1.0 and lg[s == 1.0][0] == 0.0
+    t32, s32 = t[t > -126].astype(np.float32), s.astype(np.float32)
+    e32, lg32 = exp2_log2(t32, s32)
+    rel = np.abs(e32 / np.exp2(t32.astype(np.float64)) - 1)
+    print(f"float32 exp2 on {t32.size} inputs in (-126, 0]: max relative error {rel.max():.2e} "
+          f"({rel.max() / 2.0 ** -24:.2f} half-ulp of 1)")
+    print(f"float32 log2 on {s32.size} inputs in [1, 3]: max absolute error "
+          f"{np.abs(lg32 - np.log2(s32.astype(np.float64))).max():.2e}")
+    e32, _ = exp2_log2(np.array([0, -127, -np.inf], np.float32), np.ones(3, np.float32))
+    assert e32[0] == 1 and e32[1] == 0 and e32[2] == 0
 
 
 if __name__ == "__main__":
