@@ -315,6 +315,26 @@ def test_float64_exp2_log2_within_one_ulp():
         assert ulp.max() <= 1.0, (fn.__name__, ulp.max())
 
 
+def test_float32_exp2_log2_accuracy():
+    # float32: exp2 of degree 5 on [-1/2, 1/2] (relative error measured 1.66e-7), log2 with its
+    # argument's power of 2 taken from the bits (absolute error 1.32e-7); exact where the
+    # recursion needs it exact (2^0 = 1, 0 from -127 down, log2 of 1, 2 and their neighbours'
+    # k), and the bit split right at the sqrt 2 boundaries
+    rng = np.random.default_rng(1)
+    t = np.concatenate([-rng.random(100_000) * 126, -rng.random(50_000) * 1e-3,
+                        [0.0, -0.5, -1.0, -127.0, -300.0, -np.inf]]).astype(np.float32)
+    s = np.concatenate([1 + 2 * rng.random(100_000), [1.0, 2.0, 3.0, np.sqrt(2), 2 * np.sqrt(2)],
+                        np.nextafter(np.float32([np.sqrt(2), 2 * np.sqrt(2)]), np.float32(0))]).astype(np.float32)
+    e, lg = K.exp2_log2(t, s)
+    assert e.dtype == np.float32 and lg.dtype == np.float32
+    assert e[-6] == 1.0 and (e[-3:] == 0.0).all() and lg[100_000] == 0.0 and lg[100_001] == 1.0
+    ok = t > -126
+    rel = np.abs(e[ok] / np.exp2(t[ok].astype(np.float64)) - 1)
+    assert rel.max() < 2e-7, rel.max()
+    err = np.abs(lg - np.log2(s.astype(np.float64)))
+    assert err.max() < 2e-7, err.max()
+
+
 @pytest.mark.parametrize("threads", [2, 3])
 def test_blocks_from_shared_counter_same_on_any_thread_count(threads):
     """The plan's blocks run through one numba call per thread that takes blocks from a shared

@@ -73,6 +73,14 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
   8 x 8 blocks (:func:`_transpose8`, float32; float64 keeps scalar loops).
 * float32, one thread, quiet core: forward ~3.1-3.7 ns per cell, forward + backward
   ~8.0-8.6 ns at (32,256,256), (512,32,32), (1,4096,4096) (was ~3.8-4.4 and ~10.2-10.7).
+  Since (``_NoAliasCompiler``, the float32 ``log2`` range reduction from the bits, the
+  degree-5 ``exp2``), the fused squared Euclidean kernels, forward / backward: (32,256,256,8)
+  2.4-2.5 / 3.6-3.8, (512,32,32,2) 2.2 / 2.9-3.1, (32,256,256,1) 1.8-1.9 / 2.7-2.8 (were
+  3.0-3.2 / 4.7-5.0, 2.6-2.7 / 3.7-3.9, 2.2-2.3 / 3.3-3.6). The backward's pass over each
+  stored row for its minimum (``_row_delta``) also brings the row into the cache: keeping the
+  minimum in ``aux`` instead and dropping the pass made the backward ~50% slower (the row
+  loop then waits on the loads of the rows, read once and in reverse), and a software
+  prefetch of the next row from that pass measured no gain.
   Ablations: the backward DP arithmetic (``need_gamma_grad``: three ``exp2``, one ``log2``,
   one division per cell) ~4 ns, the gradient write ~1 ns (much of it first-touch page faults
   of the new output), the cost transpose ~0.6 ns. Selecting two ``exp2`` by the sorted order
