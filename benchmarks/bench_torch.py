@@ -73,6 +73,12 @@ def run_once(loss, x, y, backward: bool) -> float:
     return time.perf_counter() - t0
 
 
+def warm_up(loss, x, y):
+    """Compile on a small slice, then one full call (untimed)."""
+    run_once(loss, x[:1, :8], y[:1, :8], True)
+    run_once(loss, x, y, True)
+
+
 def time_cases(names, size, repeat, dtype=torch.float32):
     """``{name: (fwd s, fwd+bwd s)}``, best of ``repeat`` rounds; the rounds are interleaved
     (each implementation runs twice in a row per round: the first call after another
@@ -84,8 +90,7 @@ def time_cases(names, size, repeat, dtype=torch.float32):
     for name in names:
         try:
             loss = make_loss(name)
-            run_once(loss, x[:1, :8], y[:1, :8], True)  # compile / warm up
-            run_once(loss, x, y, True)
+            warm_up(loss, x, y)
             losses[name] = loss
         except Exception as e:  # noqa: BLE001 - reported in the table
             out[name] = e
@@ -104,8 +109,7 @@ def time_child(name, size, dtype, calls):
     x, y = (t.to(dtype) for t in inputs(*size))
     try:
         loss = make_loss(name)
-        run_once(loss, x[:1, :8], y[:1, :8], True)  # compile / warm up
-        run_once(loss, x, y, True)
+        warm_up(loss, x, y)
         best = [min(run_once(loss, x, y, backward) for _ in range(calls)) for backward in (False, True)]
         print(json.dumps({"fwd": best[0], "fwd_bwd": best[1]}))
     except Exception as e:  # noqa: BLE001 - reported in the table
@@ -232,10 +236,11 @@ def main():
     sizes = [tuple(int(v) for v in s.split(",")) for s in a.sizes] if a.sizes else SIZES
     impls = a.impls.split(",")
     torch.set_num_threads(torch.get_num_threads())
+    isolation = "one process, calls interleaved" if a.same_process else "a fresh process per implementation and round"
+    timer = time_cases if a.same_process else time_cases_isolated
     print(f"# softdtw torch benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, numpy {np.__version__}, {a.dtype}, CPU, "
-          f"{'one process, calls interleaved' if a.same_process else 'a fresh process per implementation and round'}, "
-          f"best of {a.repeat} rounds")
+          f"{isolation}, best of {a.repeat} rounds")
     floor = exp_floor_ns()
     print(f"# numpy float32 exp: {floor:.2f} ns per element on one core "
           f"(a cell needs 2 exp + 1 log forward and as many backward)")
@@ -246,7 +251,6 @@ def main():
     for size in sizes:
         cells = size[0] * size[1] * size[2]
         res = {}
-        timer = time_cases if a.same_process else time_cases_isolated
         for name, r in timer(impls, size, a.repeat, dtype).items():
             if isinstance(r, Exception):  # a peer may fail on a size (memory, length limits)
                 print(f"| {size} | {name} | failed: {type(r).__name__}: {str(r)[:60]} | | | |")
@@ -263,7 +267,7 @@ def main():
         meta = {"bench": "torch CPU", "date": str(datetime.date.today()), "machine": platform.processor() or platform.machine(),
                 "threads": torch.get_num_threads(), "versions": {"torch": torch.__version__, "numpy": np.__version__},
                 "dtype": a.dtype, "gamma": 1.0, "repeat": a.repeat,
-                "isolation": "one process" if a.same_process else "a fresh process per implementation and round"}
+                "isolation": isolation}
         with open(a.json, "w") as fh:
             json.dump(meta | {"results": records}, fh, indent=1)
     if a.lengths:
