@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .numba_cpu import _FM, _mulx, _run_blocks, _softmin2, _weights2, base2_scales
+from .numba_cpu import _FM, _flush_e, _mulx, _run_blocks, _softmin2, _weights2, base2_scales
 from .numba_sqeuclidean import cell_cost, push_grad
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=_FM)
@@ -115,7 +115,7 @@ def backward_pair(x, y, cost, b, n, m, lo, hi, inv_scale, seg, ckpt, gv, gx, gy,
             cl = 0.0
             cd = 0.0
             for j in range(z, a, -1):
-                e = acc[j] + cl
+                e = _flush_e(acc[j] + cl)  # no subnormals (numba_cpu._FLUSH)
                 wd, wu, wl = _weights2(up[j - 1], up[j], cur[j - 1], INF, 0.0, 1.0)
                 accn[j] = cd + _mulx(wu, e)
                 cd = _mulx(wd, e)

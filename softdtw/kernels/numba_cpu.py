@@ -313,8 +313,22 @@ def _horner64(c, x):
     return q
 
 
+def _exp2_core(t):
+    """``2 ** t`` for ``t`` in ``[-127, 0]`` (float32) / ``[-1023, 0]`` (float64), exactly 0 at
+    the low end (no clamp: the callers clamp)."""
+
+
 def _exp2m(t):
     """``2 ** t`` for ``t <= 0`` (``-inf`` allowed; exactly 0 below the float32 normal range)."""
+
+
+def _exp2w(t):
+    """:func:`_exp2m` for the softmin's terms and weights: exactly 0 below ``2 ** FLUSH_T``
+    (never a subnormal; see :func:`_flush_e`)."""
+
+
+def _flush_e(e):
+    """An ``E`` (a probability, in ``[0, 1]``) below ``2 ** FLUSH_E`` as exactly 0."""
 
 
 def _clampt(t):
@@ -325,13 +339,25 @@ def _log2_13(s):
     """``log2(s)`` for ``1 <= s <= 3``."""
 
 
-@overload(_exp2m, jit_options=dict(fastmath=_FM, error_model="numpy"))
-def _ol_exp2m(t):
+# Subnormals. x86 multiplies (and FMAs) whose input or result is subnormal take a microcode
+# assist of ~100+ cycles unless the thread runs with FTZ/DAZ, which numba cannot set reliably
+# (LLVM moves floating-point code across a write of MXCSR). In the backward, E decays away
+# from the alignment path through the whole subnormal range: on a Sapphire Rapids Xeon the
+# float32 backward at (32,256,256,8) took 14.3 ns per cell, 2.6 with FTZ/DAZ set. So the
+# recursion never makes one: weights are 0 below 2^FLUSH_T (softmin terms >= 2^(FLUSH_T - 1/2),
+# weights >= a third of that) and E below 2^FLUSH_E is 0, so that every product of a weight
+# and an E is normal or 0. Terms below 2^-60 vanish in 1 + ... in float32 (below 2^-500 in
+# float64), so values are unchanged to the bit; gradients change by < 2^-60 (2^-500) relative.
+_FLUSH = {types.float32: (np.float32(-60.0), np.float32(2.0**-60), np.float32(-127.0)),
+          types.float64: (-500.0, 2.0**-500, -1023.0)}
+
+
+@overload(_exp2_core, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_exp2_core(t):
     if t == types.float32:
         def impl(t):
             # f in [-1/2, 1/2] (rounded to nearest): a degree-5 polynomial, relative error
             # < 2e-7 (one FMA less than degree 6 on [0, 1)); t = -127 gives exactly 0
-            t = t if t > np.float32(-127.0) else np.float32(-127.0)
             n = np.rint(t)
             f = t - n
             q = np.float32(0.001326472731307149)
@@ -347,14 +373,35 @@ def _ol_exp2m(t):
 
         def impl(t):
             # vectorisable, within 1 ulp of the exact 2^t (benchmarks/accuracy_exp2_log2.py);
-            # exactly 0 from t <= -1023 on (libm: subnormals), exactly 1 at t = 0
-            t = t if t > -1023.0 else -1023.0
+            # t = -1023 gives exactly 0 (libm: subnormals), t = 0 exactly 1
             n = np.floor(t + 0.5)
             f = t - n
             q = _horner64(c, f)
             p = _fma64(q, f, 1.0)
             return _mulx(p, _pow2i(n))
         return impl
+
+
+@overload(_exp2m, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_exp2m(t):
+    if t in _FLUSH:
+        lo = _FLUSH[t][2]
+        return lambda t: _exp2_core(t if t > lo else lo)
+
+
+@overload(_exp2w, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_exp2w(t):
+    if t in _FLUSH:
+        fl, _, lo = _FLUSH[t]
+        return lambda t: _exp2_core(t if t > fl else lo)
+
+
+@overload(_flush_e, jit_options=dict(fastmath=_FM, error_model="numpy"))
+def _ol_flush_e(e):
+    if e in _FLUSH:
+        fl = _FLUSH[e][1]
+        zero = fl - fl
+        return lambda e: e if e >= fl else zero
 
 
 @overload(_clampt, jit_options=dict(fastmath=_FM, error_model="numpy"))
@@ -418,7 +465,7 @@ def _softmin2(a, b, c, inf_, zero_, one_):
     t = hi_ab if hi_ab < c else c
     md = lo_ab if lo_ab > t else t
     mm = m if m < inf_ else zero_
-    s = one_ + _exp2m(mm - md) + _exp2m(mm - mx)
+    s = one_ + _exp2w(mm - md) + _exp2w(mm - mx)
     return m - _log2_13(s)
 
 
@@ -428,9 +475,9 @@ def _weights2(a, b, c, inf_, zero_, one_):
     m = a if a < b else b
     m = m if m < c else c
     m = m if m < inf_ else zero_
-    ea = _exp2m(m - a)
-    eb = _exp2m(m - b)
-    ec = _exp2m(m - c)
+    ea = _exp2w(m - a)
+    eb = _exp2w(m - b)
+    ec = _exp2w(m - c)
     s = ea + eb + ec
     s = s if s > one_ else one_  # s >= 1 when one input is finite
     inv = one_ / s
@@ -446,9 +493,9 @@ def _weights2_ent(a, b, c, inf_, zero_, one_):
     ta = _clampt(m - a)
     tb = _clampt(m - b)
     tc = _clampt(m - c)
-    ea = _exp2m(ta)
-    eb = _exp2m(tb)
-    ec = _exp2m(tc)
+    ea = _exp2w(ta)
+    eb = _exp2w(tb)
+    ec = _exp2w(tc)
     s = ea + eb + ec
     s = s if s > one_ else one_
     inv = one_ / s
@@ -1319,7 +1366,7 @@ def _load_row(store, shifts, scr, d0, dtmp, t, N, W, rowsize, lane_p, lane_s, la
 
 @njit(inline="always", **_JIT)
 def _bwd_cell(a, b, c, acc, accn, et, cl, cd, w, ln, inf_, zero_, one_):
-    e = acc[w, ln] + cl[ln]
+    e = _flush_e(acc[w, ln] + cl[ln])
     wa, wb, wc = _weights2(a, b, c, inf_, zero_, one_)
     accn[w, ln] = cd[ln] + _mulx(wb, e)
     cd[ln] = _mulx(wa, e)
@@ -1329,7 +1376,7 @@ def _bwd_cell(a, b, c, acc, accn, et, cl, cd, w, ln, inf_, zero_, one_):
 
 @njit(inline="always", **_JIT)
 def _bwd_cell_gg(a, b, c, acc, accn, et, cl, cd, gstep, w, ln, inf_, zero_, one_):
-    e = acc[w, ln] + cl[ln]
+    e = _flush_e(acc[w, ln] + cl[ln])
     wa, wb, wc, ent = _weights2_ent(a, b, c, inf_, zero_, one_)
     accn[w, ln] = cd[ln] + _mulx(wb, e)
     cd[ln] = _mulx(wa, e)
