@@ -159,6 +159,36 @@ def test_no_gamma_grad(dtype):
     np.testing.assert_array_equal(grad, grad2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_makes_no_subnormals(dtype):
+    """E decays away from the alignment path through the whole subnormal range; the kernel
+    flushes it (and the softmin weights) to 0 first (numba_cpu._FLUSH: x86 multiplies with
+    subnormals take microcode assists, measured 5x slower), so the expected alignment holds
+    no subnormal, the float32 series' gradient none where the inputs have none, the values and
+    the alignment's other entries still agree with the reference."""
+    rng = np.random.default_rng(9)
+    tiny = np.finfo(dtype).tiny
+    gamma = 0.05 if dtype is np.float32 else 0.5  # E spans past 2^-126 (2^-1022) off the path
+    cost = costs(rng, (2, 60, 70), dtype, 30.0)
+    cost[:, 0] = 0  # a row of equal costs: E reaches every column of the first row
+    _, grad = check(cost, gamma)
+    nz = grad[grad != 0]
+    assert nz.size and np.all(np.abs(nz) >= tiny), np.abs(nz).min()
+    # the same cells decay past the subnormal range in the reference (the test is not vacuous)
+    align, _ = ref.soft_dtw_alignment_from_cost(cost.astype(np.float64), gamma)
+    assert np.any((align > 0) & (align < 2.0**-126 if dtype is np.float32 else align < 1e-290))
+    if dtype is not np.float32:
+        return
+    x = rng.standard_normal((3, 120, 2)).astype(dtype) * 4
+    y = rng.standard_normal((3, 110, 2)).astype(dtype) * 4
+    xl, yl = np.full(3, 120, np.int32), np.full(3, 110, np.int32)
+    lo, hi = spec.band_bounds(120, 110, xl, yl)
+    _, r, aux = K.forward_sqeuclidean(x, y, gamma, xl, yl, lo, hi)
+    gx, gy = K.backward_sqeuclidean(r, aux, x, y, gamma, xl, yl, lo, hi, np.ones(3, dtype))
+    for g in (gx, gy):
+        assert np.all((g == 0) | (np.abs(g) >= tiny))
+
+
 def test_float32_accuracy_at_size():
     """float32 stays within 1e-5 of float64 where plain float32 R would not (offsets)."""
     rng = np.random.default_rng(8)
