@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -303,10 +307,6 @@ def test_padding_content_never_enters(dtype):
 def test_cold_cache_compiles_in_a_child_and_loads_from_the_cache(tmp_path):
     # code compiled in-process ran ~5x slower than the same code loaded from numba's cache: the
     # first call with a cold cache compiles in a child process, then loads from the cache
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import numpy as np\n"
         "from softdtw import spec\n"
@@ -365,12 +365,20 @@ def test_float32_exp2_log2_accuracy():
     assert err.max() < 2e-7, err.max()
 
 
+@pytest.mark.parametrize("dispatch", ["numba", "pool"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_blocks_from_shared_counter_same_on_any_thread_count(threads):
+def test_blocks_from_shared_counter_same_on_any_thread_count(threads, dispatch, monkeypatch):
     """The plan's blocks run through one numba call per thread that takes blocks from a shared
     atomic counter (_fwd_blocks, _bwd_blocks): every block once, the same numbers to the last
-    bit as one thread, whatever the threads' interleaving (cost and series paths)."""
+    bit as one thread, whatever the threads' interleaving (cost and series paths), whether the
+    threads are numba's parallel region (_fwd_par, _bwd_par) or the Python pool."""
     import numba
+
+    monkeypatch.setenv("SOFTDTW_NUMBA_THREADS", dispatch)
+    monkeypatch.setattr(K, "_LAYER_PID", [])
+    regions = []
+    for name in ("_fwd_par", "_bwd_par"):
+        monkeypatch.setattr(K, name, lambda *a, _f=getattr(K, name): regions.append(a[0]) or _f(*a))
 
     rng = np.random.default_rng(11)
     B, N, M, D = 5 * K.LANES + 3, 7, 6, 2
@@ -400,10 +408,45 @@ def test_blocks_from_shared_counter_same_on_any_thread_count(threads):
     for g in got:
         for a, b in zip(g, want):
             assert np.array_equal(a, b)
+    if dispatch == "pool" or numba.threading_layer() == "workqueue":
+        assert regions == []
+    else:  # the 5 kernel calls of once(), 3 times, on as many threads as asked for
+        assert regions == [min(threads, numba.config.NUMBA_NUM_THREADS)] * 15
     value, _, grad, *_ = want
     _, vref = ref.soft_dtw_alignment_from_cost(cost.astype(np.float64), 0.7)
     np.testing.assert_allclose(value, vref, rtol=1e-5)  # every pair computed (none left empty)
     assert np.isfinite(grad).all() and (np.abs(grad).reshape(B, -1).max(1) > 0).all()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork: POSIX only")
+def test_forked_child_runs_the_kernel_after_its_parent_did():
+    """GNU OpenMP aborts a forked child that starts a parallel region after its parent did
+    (a DataLoader worker started with fork, say): the child's blocks go through the Python
+    pool instead (_numba_layer_ok), with the parent's numbers."""
+    code = """
+import os, numpy as np, numba
+from softdtw import spec
+from softdtw.kernels import numba_cpu as K
+numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+rng = np.random.default_rng(0)
+cost = rng.random((3 * K.LANES, 9, 8)).astype(np.float32)
+xl, yl = np.full(3 * K.LANES, 9, np.int32), np.full(3 * K.LANES, 8, np.int32)
+lo, hi = spec.band_bounds(9, 8, xl, yl, spec.Constraint(None, None))
+def once():
+    value, r, aux = K.forward(cost, 1.0, xl, yl, lo, hi)
+    return value, K.backward(r, aux, 1.0, xl, yl, lo, hi, np.ones(len(xl), np.float32), False)[0]
+want = once()
+pid = os.fork()
+if pid == 0:
+    got = once()
+    os._exit(0 if all(np.array_equal(a, b) for a, b in zip(got, want)) and not K._LAYER_PID[0][1] else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), "layer", numba.threading_layer())
+"""
+    env = dict(os.environ)
+    env.pop("SOFTDTW_NUMBA_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "child 0 " in out.stdout, (out.stdout, out.stderr[-3000:])
 
 
 def test_ticket_hands_out_each_number_once():

@@ -1459,6 +1459,24 @@ def _bwd_blocks(rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need_
                    pr, S, W, N, M, grad, ggam[b0:b0 + pr], need_gg, inf_, zero_, one_)
 
 
+@njit(parallel=True, **_JIT)
+def _fwd_par(threads, cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat, aux, value, keep, tickets,
+             inf_, zero_, one_):
+    """:func:`_fwd_blocks` on ``threads`` threads of numba's threading layer (see
+    :func:`_run_plan`)."""
+    for _ in numba.prange(threads):
+        _fwd_blocks(cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat, aux, value, keep, tickets,
+                    inf_, zero_, one_)
+
+
+@njit(parallel=True, **_JIT)
+def _bwd_par(threads, rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need_gg, tickets, inf_, zero_,
+             one_):
+    """:func:`_bwd_blocks` as :func:`_fwd_par` runs the forward."""
+    for _ in numba.prange(threads):
+        _bwd_blocks(rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need_gg, tickets, inf_, zero_, one_)
+
+
 # ---------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------
@@ -1491,6 +1509,44 @@ def _run_blocks(fn, nblocks: int, threads: int | None = None) -> None:
             fn(k)
 
     _run_threads(work, nblocks, threads, stop=lambda: stopped.append(True))
+
+
+_LAYER_PID: list = []  # [(pid, whether numba's threading layer serves the plan's blocks)]
+
+
+def _numba_layer_ok() -> bool:
+    """Whether :func:`_run_plan` may start numba's parallel region: its threading layer is one
+    that may be launched from any thread (OpenMP, TBB; not ``workqueue``), and this process is
+    the one that chose it (GNU OpenMP aborts a forked child that starts a parallel region after
+    its parent did: a child falls back to the Python pool). ``SOFTDTW_NUMBA_THREADS=pool``
+    forces the pool."""
+    pid = os.getpid()
+    if _LAYER_PID and _LAYER_PID[0][0] == pid:
+        return _LAYER_PID[0][1]
+    ok = os.environ.get("SOFTDTW_NUMBA_THREADS", "numba") != "pool" and not _LAYER_PID
+    if ok:
+        try:
+            from numba.np.ufunc import parallel as _par
+
+            _par._launch_threads()
+            ok = numba.threading_layer() in ("omp", "tbb")
+        except Exception:  # pragma: no cover - numba internals moved, or no layer loads
+            ok = False
+    _LAYER_PID[:] = [(pid, ok)]
+    return ok
+
+
+def _run_plan(blocks_fn, par_fn, args, nblocks: int, tickets) -> None:
+    """The plan's blocks (``blocks_fn(*args)`` takes them from ``tickets``) on up to
+    :func:`_threads` threads: one numba parallel region (``par_fn(threads, *args)``) where
+    :func:`_numba_layer_ok`, else one ``blocks_fn`` call per thread of :func:`_run_threads`.
+    The region starts in ~2 us here (OpenMP's threads spin a while between regions); a round
+    trip through the Python pool took ~85 us (two thread wake-ups in this VM)."""
+    threads = min(_threads(), nblocks)
+    if threads > 1 and _numba_layer_ok():
+        par_fn(threads, *args)
+        return
+    _run_threads(lambda: blocks_fn(*args), nblocks, stop=lambda: _stop_tickets(tickets))
 
 
 def _stop_tickets(tickets):
@@ -1678,10 +1734,12 @@ def _check(cost_dtype):
 
 def _cache_is_warm() -> bool:
     """Whether numba's cache holds the block functions (float32 and float64 costs, float32
-    series), for this source."""
+    series), for this source, and the parallel regions that run them where they will."""
+    fns = [_fwd_block, _bwd_block, _fwd_blocks, _bwd_blocks]
+    if min(_PLAN_THREADS, _threads()) > 1 and _numba_layer_ok():
+        fns += [_fwd_par, _bwd_par]  # what _compile_all runs on as many threads
     try:
-        return all(len(f._cache._cache_file._load_index()) >= 3
-                   for f in (_fwd_block, _bwd_block, _fwd_blocks, _bwd_blocks))
+        return all(len(f._cache._cache_file._load_index()) >= 3 for f in fns)
     except Exception:  # pragma: no cover - numba internals moved: do not spawn anything
         return True
 
@@ -1730,18 +1788,19 @@ def _compile_all() -> None:
         _llb.set_option("softdtw", "-force-vector-interleave=2")
     from .. import spec
 
+    B = LANES + 1  # two blocks: the parallel regions too (_run_plan), where they will run
     for dt in (np.float32, np.float64):
-        cost = np.ones((3, 40, 40), dt)
-        for xl in (np.full(3, 40, np.int32), np.array([40, 5, 7], np.int32)):
+        cost = np.ones((B, 40, 40), dt)
+        for xl in (np.full(B, 40, np.int32), np.resize(np.array([40, 5, 7], np.int32), B)):
             lo, hi = spec.band_bounds(40, 40, xl, xl, spec.Constraint(None, None))
             value, r, aux = forward(cost, 1.0, xl, xl, lo, hi)
             for need in (False, True):
-                backward(r, aux, 1.0, xl, xl, lo, hi, np.ones(3, dt), need)
-            nonfinite_pairs(np.ones((3, 40, 2), dt), xl)
+                backward(r, aux, 1.0, xl, xl, lo, hi, np.ones(B, dt), need)
+            nonfinite_pairs(np.ones((B, 40, 2), dt), xl)
             if dt == np.float32:
-                x = np.ones((3, 40, 2), dt)
+                x = np.ones((B, 40, 2), dt)
                 value, r, aux = forward_sqeuclidean(x, x, 1.0, xl, xl, lo, hi)
-                backward_sqeuclidean(r, aux, x, x, 1.0, xl, xl, lo, hi, np.ones(3, dt))
+                backward_sqeuclidean(r, aux, x, x, 1.0, xl, xl, lo, hi, np.ones(B, dt))
 
 
 def base2_scales(gamma: float) -> tuple[float, float]:
@@ -1869,9 +1928,8 @@ def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
     if blocks is None:
         P, S, W = plan(B, N, M)
         tickets = np.zeros(1, np.int64)
-        _run_threads(lambda: _fwd_blocks(cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat, aux,
-                                         value, keep, tickets, inf_, zero_, one_), -(-B // P),
-                     stop=lambda: _stop_tickets(tickets))
+        _run_plan(_fwd_blocks, _fwd_par, (cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat, aux,
+                                           value, keep, tickets, inf_, zero_, one_), -(-B // P), tickets)
         return value, r, aux
 
     # a padded batch: each block works on its pairs' cost cropped to their lengths, and stores
@@ -1939,8 +1997,8 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
         P, S, W = plan(B, N, M)
         grad = np.empty((B, N, M), dt) if series is None else (series[0], series[1], gx, gy)
         tickets = np.zeros(1, np.int64)
-        _run_threads(lambda: _bwd_blocks(rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need, tickets,
-                                         inf_, zero_, one_), -(-B // P), stop=lambda: _stop_tickets(tickets))
+        _run_plan(_bwd_blocks, _bwd_par, (rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need, tickets,
+                                           inf_, zero_, one_), -(-B // P), tickets)
         return result(grad)
 
     # the kernel writes the crops; pages outside stay untouched
