@@ -449,6 +449,33 @@ print("child", os.waitstatus_to_exitcode(status), "layer", numba.threading_layer
     assert out.returncode == 0 and "child 0 " in out.stdout, (out.stdout, out.stderr[-3000:])
 
 
+def test_wide_vectors_reach_llvm():
+    """_wide_vectors() marks the calling function "prefer-vector-width"="512" where the host has
+    AVX-512: LLVM then vectorises its loops with zmm registers (it stops at ymm otherwise)."""
+    from numba import njit
+
+    @njit(error_model="numpy", fastmath=K._FM)
+    def scale(a, b):
+        K._wide_vectors()
+        for i in range(a.size):
+            a[i] = a[i] * b[i] + np.float32(1.0)
+
+    @njit(error_model="numpy", fastmath=K._FM)
+    def plain(a, b):
+        for i in range(a.size):
+            a[i] = a[i] * b[i] + np.float32(1.0)
+
+    a = np.ones(100, np.float32)
+    for fn in (scale, plain):
+        fn(a, a)
+    wide, narrow = (fn.inspect_asm(fn.signatures[0]) for fn in (scale, plain))
+    if K._WIDE_ATTR is None:
+        assert K._host_has_avx512() is False and "zmm" not in wide
+    else:
+        assert "zmm" in wide and "zmm" not in narrow
+    np.testing.assert_array_equal(a, np.float32(5.0))  # a * a + 1, twice: 1 -> 2 -> 5
+
+
 def test_ticket_hands_out_each_number_once():
     """The atomic counter behind the block drivers, taken from three threads at once."""
     import threading

@@ -165,6 +165,32 @@ _JIT_NOALIAS = dict(_JIT, pipeline_class=_NoAliasCompiler)
 # ---------------------------------------------------------------------------
 
 
+def _host_has_avx512() -> bool:
+    try:
+        return "+avx512f" in _llb.get_host_cpu_features().flatten().split(",")
+    except Exception:  # pragma: no cover - no feature string (not x86, or llvmlite moved)
+        return False
+
+
+_WIDE_ATTR = '"prefer-vector-width"="512"' if _host_has_avx512() else None
+
+
+@intrinsic
+def _wide_vectors(typingctx):
+    """Let LLVM vectorise the calling function's loops with 512-bit vectors where the host has
+    AVX-512 (the function attribute ``"prefer-vector-width"="512"``; LLVM's tuning for Intel
+    server cores otherwise stops at 256 bits). The lane loops are long and uniform, so the
+    wider vectors pay: measured on a Sapphire Rapids Xeon (see the performance notes)."""
+    sig = types.none()
+
+    def codegen(context, builder, signature, args):
+        if _WIDE_ATTR is not None:
+            set.add(builder.function.attributes, _WIDE_ATTR)  # llvmlite lists no string attributes
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @intrinsic
 def _pow2i(typingctx, n):
     """``2 ** n`` for an integral float32 (float64) ``n`` in ``[-127, 0]`` (``[-1023, 0]``);
@@ -713,6 +739,7 @@ def _ol_src_state(src, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
 def _ol_src_fill(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
     if isinstance(src, types.Array):
         def impl(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
+            _wide_vectors()
             cflat, off = state
             Nf = src.shape[1]
             Mf = src.shape[2]
@@ -732,6 +759,7 @@ def _ol_src_fill(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, s
         return impl
 
     def impl(src, state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, scale, inf_):
+        _wide_vectors()
         x = src[0]
         yt, xr = state
         D = x.shape[2]
@@ -799,6 +827,7 @@ def _sq4(xr, yt, d, k, ln):
 @njit(**_JIT_NOALIAS)
 def _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi):
     """``xr[d, ln] = x[b, i, d]`` for the lanes with cells at step ``t`` (row ``i = t - s``), else 0."""
+    _wide_vectors()
     D = x.shape[2]
     for ln in range(LANES):
         if jhi[ln] > jlo[ln]:
@@ -818,6 +847,7 @@ def _fill_tile(cflat, src, jlo, jhi, ct, wlo, whi, scale, inf_):
     block stay in a few cache lines. Where the lanes of a block of 8 have ragged ranges (pairs
     of different lengths) it still transposes through registers when every read stays inside
     ``cflat``, then masks (what lies outside a lane's range, padding included, never enters)."""
+    _wide_vectors()
     L = LANES
     size = cflat.size
     for w0 in range(wlo, whi, 8):
@@ -990,6 +1020,7 @@ def _write_grad(gflat, dst, jlo, jhi, wid, et, gscale, W, zero_):
     """The transpose back: ``gflat[dst[ln] + w - 1] = et[w - 1, ln] * gscale[ln]`` for
     ``jlo <= w < jhi`` and 0 for the other columns ``1 <= w <= wid[ln]`` of the lanes with
     ``dst[ln] >= 0``."""
+    _wide_vectors()
     L = LANES
     for w0 in range(1, W + 1, 8):
         for l0 in range(0, L, 8):
@@ -1038,6 +1069,7 @@ def _fwd_rows(prev0, prev, cur0, cur, ct, delta, carry, rmin, wlo, whi, inf_, ze
     """Cells ``wlo <= w < whi`` of one step, all lanes (column ``w`` of a row is ``row[w - 1]``,
     column 0 is ``row0``). Two independent halves of the lanes per iteration give the
     out-of-order core two dependency chains to overlap."""
+    _wide_vectors()
     H = LANES // 2
     w0 = wlo
     if wlo == 1:
@@ -1207,6 +1239,7 @@ def _ol_grad_state(grad, bp, Pr, W, yl, lane_p, lane_s, lane_wid):
 def _ol_grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
     if isinstance(grad, types.Array):
         def impl(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
+            _wide_vectors()
             gflat, dst, gsc = state
             Nf = grad.shape[1]
             Mf = grad.shape[2]
@@ -1226,6 +1259,7 @@ def _ol_grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, j
         return impl
 
     def impl(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_):
+        _wide_vectors()
         # d C[i, j] / d x_i = 2 (x_i - y_j) = -d C[i, j] / d y_j: each cell adds
         # g E (x_i - y_j) to x_i's sum (over the step) and takes it from y_j's (over the sweep)
         x = grad[0]
@@ -1309,6 +1343,7 @@ def _ol_grad_done(grad, state, bp, lane_p, lane_s, lane_wid):
 def _row_delta(rv, t, N, W, lane_p, lane_s, out, tmp, inf_, zero_):
     """``out[ln]`` = minus the minimum of lane ``ln``'s row ``rv`` of step ``t`` (0 where it has
     none or it is all +inf): the re-basing shift that the forward applied at step ``t + 1``."""
+    _wide_vectors()
     L = LANES
     for ln in range(L):
         tmp[ln] = inf_
@@ -1331,6 +1366,7 @@ def _load_row(store, shifts, scr, d0, dtmp, t, N, W, rowsize, lane_p, lane_s, la
     as a ``(W, LANES)`` array (a view of ``store`` where the step fills every lane, else copied
     into ``scr``, +inf where a lane has no row), column 0 into ``d0``, from the left lane (moved
     to this lane's offset as the forward did)."""
+    _wide_vectors()
     L = LANES
     S = lane_s.max() + 1
     base = (t % N) * rowsize
@@ -1389,6 +1425,7 @@ def _bwd_cell_gg(a, b, c, acc, accn, et, cl, cd, gstep, w, ln, inf_, zero_, one_
 def _bwd_rows(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, wlo, whi, inf_, zero_, one_):
     """Cells ``whi > w >= wlo`` of one step: E, and its pushes to the predecessors (column ``w``
     of a row is ``rv[w - 1]``, column 0 is ``r0``)."""
+    _wide_vectors()
     for w in range(whi - 1, max(wlo, 2) - 1, -1):
         for ln in range(LANES):
             dl = delta[ln]
@@ -1403,6 +1440,7 @@ def _bwd_rows(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, wlo, whi, inf_, 
 @njit(**_JIT_NOALIAS)
 def _bwd_rows_gg(rp0, rpv, rc0, rcv, acc, accn, et, delta, cl, cd, gstep, wlo, whi, inf_, zero_, one_):
     """:func:`_bwd_rows` that also sums ``E * sum_p w_p log2 w_p`` per lane (for d value / d gamma)."""
+    _wide_vectors()
     for w in range(whi - 1, max(wlo, 2) - 1, -1):
         for ln in range(LANES):
             dl = delta[ln]
