@@ -332,8 +332,8 @@ class _FusedSqEuclidean(torch.autograd.Function):
 
         batch, n, m = x.shape[0], x.shape[1], y.shape[1]
         lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
-        xl = _ops._lengths(x_len, batch, n, x.device).numpy()
-        yl = _ops._lengths(y_len, batch, m, x.device).numpy()
+        xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
+        yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
         return numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi,
                                              keep) + (xl, yl, lo, hi)
 
@@ -364,6 +364,8 @@ def _may_differentiate(*tensors: torch.Tensor) -> bool:
     it has no jvp, rather than a stateless path dropping the tangent)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return True
+    if forward_ad._current_level < 0:  # no dual level entered: no tangent anywhere (unpack_dual's own test)
+        return False
     return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 

@@ -31,6 +31,19 @@ DEFAULT_KERNEL = {"cpu": "numba", "cuda": "triton"}
 
 
 def _kernel_module(device_type: str):
+    """:func:`_resolve_kernel`, remembered per device type and ``SOFTDTW_KERNEL`` value (each loss
+    call asks; resolving imports)."""
+    key = (device_type, os.environ.get("SOFTDTW_KERNEL"))
+    module = _KERNELS.get(key)
+    if module is None:
+        module = _KERNELS[key] = _resolve_kernel(device_type)
+    return module
+
+
+_KERNELS: dict = {}
+
+
+def _resolve_kernel(device_type: str):
     """The kernel for a device: numba on CPU, Triton on CUDA, the pure-torch path otherwise.
 
     The environment variable ``SOFTDTW_KERNEL`` (``pure``, ``numba`` or ``triton``) forces one
