@@ -633,6 +633,8 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
         t_term[p] = xl[bp[p]] - 1 + st
         w_term[p] = yl[bp[p]] - 1 - st * W + 1
         l_term[p] = _lane_of(p, st, S, Pr)
+    t_min = t_term.min()
+    t_max = t_term.max()
     for ln in range(L):
         if lane_p[ln] >= 0 and lane_s[ln] == 0:
             prev0[ln] = zero_  # R[0, 0] = 0
@@ -656,13 +658,17 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
             delta[ln] = -sh
             offn[ln] = offl[ln] + sh
             rmin[ln] = inf_
-        for ln in range(L):
-            lf = lane_left[ln]
-            if lf >= 0:
-                bd[ln] = offl[lf] - offn[ln]
-                shifts[lane_p[ln], lane_s[ln] * T + t] = bd[ln]
-                cur0[ln] = prevv[W - 1, lf] + bd[ln]
-            else:
+        if S > 1:
+            for ln in range(L):
+                lf = lane_left[ln]
+                if lf >= 0:
+                    bd[ln] = offl[lf] - offn[ln]
+                    shifts[lane_p[ln], lane_s[ln] * T + t] = bd[ln]
+                    cur0[ln] = prevv[W - 1, lf] + bd[ln]
+                else:
+                    cur0[ln] = inf_
+        else:  # one strip: no lane has a left neighbour
+            for ln in range(L):
                 cur0[ln] = inf_
         for ln in range(L):
             offl[ln] = offn[ln]
@@ -676,9 +682,10 @@ def _fwd_block(cost, lo, hi, xl, yl, bp, Pr, S, W, N, M, inv_scale, out_scale, s
             _src_fill(cost, src_state, t, W, bp, lane_p, lane_s, jlo, jhi, ct, wlo, whi, inv_scale, inf_)
             _fwd_rows(prev0, prevv, cur0, curv, ct, delta, carry, rmin, wlo, whi, inf_, zero_, one_)
         # values
-        for p in range(Pr):
-            if t_term[p] == t:
-                value[p] = (np.float64(curv[w_term[p] - 1, l_term[p]]) + offl[l_term[p]]) * out_scale
+        if t >= t_min and t <= t_max:
+            for p in range(Pr):
+                if t_term[p] == t:
+                    value[p] = (np.float64(curv[w_term[p] - 1, l_term[p]]) + offl[l_term[p]]) * out_scale
         # store the step (lanes whose row is in [0, N)), unless computed in place
         if direct:
             pass
@@ -828,16 +835,18 @@ def _sq4(xr, yt, d, k, ln):
 def _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi):
     """``xr[d, ln] = x[b, i, d]`` for the lanes with cells at step ``t`` (row ``i = t - s``), else 0."""
     _wide_vectors()
+    N = x.shape[1]
     D = x.shape[2]
-    for ln in range(LANES):
-        if jhi[ln] > jlo[ln]:
-            b = bp[lane_p[ln]]
+    xf = x.reshape(-1)
+    zero = xr.dtype.type(0.0)
+    # branch-free (a masked gather per feature where the host has one): each lane reads a row
+    # that exists (clamped), then keeps it or 0
+    for d in range(D):
+        for ln in range(LANES):
             i = t - lane_s[ln]
-            for d in range(D):
-                xr[d, ln] = x[b, i, d]
-        else:
-            for d in range(D):
-                xr[d, ln] = 0.0
+            i = min(max(i, 0), N - 1)
+            v = xf[(bp[lane_p[ln]] * N + i) * D + d]
+            xr[d, ln] = v if jhi[ln] > jlo[ln] else zero
 
 
 @njit(**_JIT_NOALIAS)
@@ -1132,6 +1141,8 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
         t_term[p] = xl[bp[p]] - 1 + st
         w_term[p] = yl[bp[p]] - 1 - st * W + 1
         l_term[p] = _lane_of(p, st, S, Pr)
+    t_min = t_term.min()
+    t_max = t_term.max()
     # rc for the last step
     mtmp = np.zeros(L, dt)
     btmp = np.zeros(L, dt)
@@ -1148,15 +1159,18 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
                 rp0[ln] = zero_ if (lane_p[ln] >= 0 and lane_s[ln] == 0) else inf_
         # delta of step t (added to row t - 1) is minus the minimum of each lane's stored row t - 1
         _row_delta(rpv, t - 1, N, W, lane_p, lane_s, delta, mtmp, inf_, zero_)
-        # lanes whose row is 0 take the DP row 0 as predecessor row (never the case of a view)
-        for ln in range(L):
-            if lane_p[ln] >= 0 and t - lane_s[ln] == 0 and t >= 1:
-                for w in range(W):
-                    rpv[w, ln] = inf_
-                rp0[ln] = zero_ if lane_s[ln] == 0 else inf_
-        for p in range(Pr):
-            if t_term[p] == t:
-                acc[w_term[p], l_term[p]] += one_
+        # lanes whose row is 0 take the DP row 0 as predecessor row (never the case of a view);
+        # (the per-lane loops below run only at the steps where a lane can need them)
+        if t >= 1 and t < S:
+            for ln in range(L):
+                if lane_p[ln] >= 0 and t - lane_s[ln] == 0:
+                    for w in range(W):
+                        rpv[w, ln] = inf_
+                    rp0[ln] = zero_ if lane_s[ln] == 0 else inf_
+        if t >= t_min and t <= t_max:
+            for p in range(Pr):
+                if t_term[p] == t:
+                    acc[w_term[p], l_term[p]] += one_
         wlo, whi = _lane_columns(t, L, N, W, bp, lo, hi, lane_p, lane_s, lane_wid, jlo, jhi)
         for ln in range(L):
             cl[ln] = zero_
@@ -1180,13 +1194,15 @@ def _bwd_block(store, shifts, lo, hi, xl, yl, gv, bp, Pr, S, W, N, M, grad, ggam
         else:
             accn[:, :] = zero_
         # pushes into column 0 (R[i, s W - 1]) belong to the left neighbour's row i at step t - 1
-        for ln in range(L):
-            lf = lane_left[ln]
-            if lf >= 0:
-                # (diag + up) + left, as a cell inside a strip sums them
-                accn[W, lf] = (acc[0, ln] + accn[W, lf]) + cl[ln]
-        for ln in range(L):
-            gacc[ln] += gstep[ln]
+        if S > 1:
+            for ln in range(L):
+                lf = lane_left[ln]
+                if lf >= 0:
+                    # (diag + up) + left, as a cell inside a strip sums them
+                    accn[W, lf] = (acc[0, ln] + accn[W, lf]) + cl[ln]
+        if need_gg:
+            for ln in range(L):
+                gacc[ln] += gstep[ln]
         _grad_step(grad, grad_state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, jhi, wlo, whi, et, zero_)
         rcv = rpv
         rc0, rp0 = rp0, rc0
@@ -1270,8 +1286,10 @@ def _ol_grad_step(grad, state, t, N, W, bp, gv, lane_p, lane_s, lane_wid, jlo, j
             return
         _x_rows(x, xr, t, bp, lane_p, lane_s, jlo, jhi)
         for ln in range(LANES):
-            gsc[ln] = gv[bp[lane_p[ln]]] if jhi[ln] > jlo[ln] else zero_
-            for d in range(D):
+            g = gv[bp[lane_p[ln]]]
+            gsc[ln] = g if jhi[ln] > jlo[ln] else zero_
+        for d in range(D):
+            for ln in range(LANES):
                 gxr[d, ln] = zero_
         # g E, 0 outside each lane's columns (in place: ``et`` is the step's scratch)
         if _spans(jlo, jhi, wlo, whi):
