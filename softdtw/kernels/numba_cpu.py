@@ -1931,7 +1931,11 @@ def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True):
     _warm_cache()
     x, y = _series(x, y)
     value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, keep)
-    value[nonfinite_pairs(x, x_len) | nonfinite_pairs(y, y_len)] = np.nan
+    bad = np.zeros(x.shape[0], np.bool_)
+    # (x and y are float32 C arrays here: one call for both, read as bits)
+    _nonfinite_xy(x.view(np.uint32), y.view(np.uint32), _int32_cw(x_len), _int32_cw(y_len), np.uint32(0x7F800000),
+                  bad)
+    value[bad] = np.nan
     return value, r, aux
 
 
@@ -1964,6 +1968,17 @@ def _nonfinite_pairs(u, lengths, expo, bad):
             e = flat[k] & expo
             top = e if e > top else top
         bad[b] = top == expo
+
+
+@njit(**_JIT)
+def _nonfinite_xy(ux, uy, xl, yl, expo, bad):
+    """:func:`_nonfinite_pairs` of ``x`` and of ``y``, or-ed into ``bad``, in one call (the
+    loss's forward checks both; a call measured ~10-20 us after the kernel, cache-cold)."""
+    _nonfinite_pairs(ux, xl, expo, bad)
+    bad_y = np.empty_like(bad)
+    _nonfinite_pairs(uy, yl, expo, bad_y)
+    for b in range(bad.shape[0]):
+        bad[b] = bad[b] or bad_y[b]
 
 
 def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
