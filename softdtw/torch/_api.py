@@ -331,7 +331,10 @@ class _FusedSqEuclidean(torch.autograd.Function):
         from ..kernels import numba_cpu
 
         batch, n, m = x.shape[0], x.shape[1], y.shape[1]
-        lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
+        if x_len is None and y_len is None:
+            lo, hi = _ops._full_bounds_numba(batch, n, m, band_kind, band_param)
+        else:
+            lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
         xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
         yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
         return numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi,
