@@ -89,6 +89,16 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
   thread (the caller's included) makes one numba call that takes blocks from a shared atomic
   counter (:func:`_fwd_blocks`, :func:`_bwd_blocks`): no Python, future or GIL hand-over
   between blocks.
+* Session 10, a 2-vCPU Intel Xeon (Sapphire Rapids: AVX-512, KVM), float32, kernel
+  forward / backward ns per cell, one thread: (512,32,32,2) 1.43 / 1.90-1.94, (32,256,256,8)
+  1.52-1.57 / 1.87-1.93; two threads 0.73 / 0.93 and ~0.8 / ~0.95. What it took there:
+  no subnormals in the recursion (:data:`_FLUSH`: the backward ran 14.3 ns per cell, every
+  multiply with a subnormal taking a microcode assist), 512-bit vectors
+  (:func:`_wide_vectors`), the blocks on numba's parallel region (:func:`_run_plan`: a round
+  trip through the Python pool took ~85 us, a region ~2 us) and less scalar per-lane work per
+  step. Tried there and not kept: reciprocal estimates for the divisions (no gain), 128 lanes
+  (forward ~15% slower), one vector iteration interleaved instead of two (slower), a
+  branch-free ``_lane_columns`` or y-into-lanes gather (no gain).
 * Measure with a warm numba cache: code compiled in the same process measured ~6x slower
   (forward ~22 ns per cell) than the same code loaded from the cache, reproducibly
   (``NUMBA_CACHE_DIR=<empty dir>``); cause not found (the MCJIT in-memory code against the
