@@ -507,13 +507,23 @@ def _softmin2(a, b, c, inf_, zero_, one_):
 
 @njit(inline="always", **_JIT)
 def _weights2(a, b, c, inf_, zero_, one_):
-    """Normalised softmin weights of (a, b, c) (all 0 when all are +inf)."""
-    m = a if a < b else b
-    m = m if m < c else c
-    m = m if m < inf_ else zero_
-    ea = _exp2w(m - a)
-    eb = _exp2w(m - b)
-    ec = _exp2w(m - c)
+    """Normalised softmin weights of (a, b, c) (all 0 when all are +inf). The minimum's term
+    is 2^0 = 1, so two exp2, not three (as :func:`_softmin2`); the same bits as
+    ``_exp2w(m - a)``, ``_exp2w(m - b)``, ``_exp2w(m - c)`` (ties and NaN included)."""
+    lo_ab = a if a < b else b
+    hi_ab = b if a < b else a
+    c_hi = lo_ab < c  # the minimum is lo_ab (else c)
+    m = lo_ab if c_hi else c
+    other = c if c_hi else lo_ab  # the one of (lo_ab, c) that is not the minimum
+    fin = m < inf_
+    mm = m if fin else zero_
+    e_hi = _exp2w(mm - hi_ab)
+    e_other = _exp2w(mm - other)
+    e_min = one_ if fin else zero_
+    e_lo = e_min if c_hi else e_other
+    ec = e_other if c_hi else e_min
+    ea = e_lo if a < b else e_hi
+    eb = e_hi if a < b else e_lo
     s = ea + eb + ec
     s = s if s > one_ else one_  # s >= 1 when one input is finite
     inv = one_ / s
