@@ -84,7 +84,8 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
   Ablations: the backward DP arithmetic (``need_gamma_grad``: three ``exp2``, one ``log2``,
   one division per cell) ~4 ns, the gradient write ~1 ns (much of it first-touch page faults
   of the new output), the cost transpose ~0.6 ns. Selecting two ``exp2`` by the sorted order
-  in the backward (as the forward does) measured no gain. A second thread could not be
+  in the backward (as the forward does) measured no gain there (AVX2); on a Zen 4 EPYC
+  (AVX-512, session 11) it made the backward ~3% faster, and :func:`_weights2` does it. A second thread could not be
   measured here (the other core was busy with other jobs). With more than one thread, each
   thread (the caller's included) makes one numba call that takes blocks from a shared atomic
   counter (:func:`_fwd_blocks`, :func:`_bwd_blocks`): no Python, future or GIL hand-over
@@ -99,6 +100,14 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
   step. Tried there and not kept: reciprocal estimates for the divisions (no gain), 128 lanes
   (forward ~15% slower), one vector iteration interleaved instead of two (slower), a
   branch-free ``_lane_columns`` or y-into-lanes gather (no gain).
+* Session 11, a 2-vCPU AMD EPYC (Zen 4: AVX-512, where LLVM picks 512-bit vectors by
+  itself), perf by 256-byte region at (32,256,256,8), one thread: the backward's hottest
+  instruction is the weights' ``vdivps``; ``_row_delta``'s min loop takes ~11% of the
+  backward's samples (the first read of each stored row: the misses land there); the
+  forward spends ~19% forming the D = 8 cost (``x_i - y_j``, squared and summed; the
+  ``|x|^2 + |y|^2 - 2 x.y`` form would halve it but loses the cost near alignments to
+  cancellation). Two threads scaled by only ~1.3x there (one thread 1.35 / 1.77, two 1.01 /
+  1.32 ns per cell forward / backward at (512,32,32,2)): the vCPUs share a host.
 * Measure with a warm numba cache: code compiled in the same process measured ~6x slower
   (forward ~22 ns per cell) than the same code loaded from the cache, reproducibly
   (``NUMBA_CACHE_DIR=<empty dir>``); cause not found (the MCJIT in-memory code against the
