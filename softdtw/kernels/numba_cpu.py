@@ -85,8 +85,8 @@ Performance notes (2-core AMD EPYC, AVX2, machine shared with other jobs; see
   one division per cell) ~4 ns, the gradient write ~1 ns (much of it first-touch page faults
   of the new output), the cost transpose ~0.6 ns. Selecting two ``exp2`` by the sorted order
   in the backward (as the forward does) measured no gain there (AVX2); on a Zen 4 EPYC
-  (AVX-512, session 11) it made the backward ~3% faster, and :func:`_weights2` does it. A second thread could not be
-  measured here (the other core was busy with other jobs). With more than one thread, each
+  (AVX-512, session 11) it made the backward ~3% faster, and :func:`_weights2` does it. A
+  second thread could not be measured here (the other core was busy with other jobs). With more than one thread, each
   thread (the caller's included) makes one numba call that takes blocks from a shared atomic
   counter (:func:`_fwd_blocks`, :func:`_bwd_blocks`): no Python, future or GIL hand-over
   between blocks.

@@ -600,8 +600,8 @@ def _common_call(x, y, gamma):
     if x.dtype != torch.float32 or y.dtype != torch.float32 or x.dim() != 3 or y.dim() != 3:
         return None
     batch, n, d = x.shape
-    if (y.shape[0] != batch or y.shape[2] != d or batch < 1 or n < 1 or y.shape[1] < 1 or not 0 < d <= FUSED_MAX_FEATURES
-            or not 0 < gamma < math.inf or x.device.type != "cpu" or y.device.type != "cpu" or not _numba_eager(x)):
+    if (y.shape[0] != batch or y.shape[2] != d or batch < 1 or n < 1 or y.shape[1] < 1 or d < 1
+            or not 0 < gamma < math.inf or y.device.type != "cpu" or not _fused(x, torch.float32)):
         return None
     gamma = float(gamma)
     if _may_differentiate(x, y):
