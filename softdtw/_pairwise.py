@@ -29,6 +29,7 @@ __all__ = [
     "check_max_iter",
     "check_tol",
     "check_weights",
+    "nan_padded_lengths",
     "fill",
     "pairwise_matrix",
     "progress_bar",
@@ -180,6 +181,37 @@ def check_series_shapes(shapes: list, name: str) -> None:
     if len({shape[1] for shape in shapes}) > 1:
         raise ValueError(f"the series of {name} must have the same number of features, got "
                          f"{sorted({shape[1] for shape in shapes})}")
+
+
+def nan_padded_lengths(data: np.ndarray, name: str, lengths=None) -> np.ndarray:
+    """The lengths of a dataset in tslearn's variable-length convention, as int64 ``(n,)``.
+
+    ``data`` is a NumPy array ``(n, L, D)`` (a detached copy of a torch or JAX array will do).
+    Trailing time steps whose features are all NaN end a series (tslearn's ``ts_size``), within
+    ``lengths`` when given (a padded batch: steps beyond them are padding whatever they hold).
+    Any other NaN (inside a series, or a step only partly NaN) raises ValueError naming the
+    series and the step, as does a series that is NaN throughout (an empty series).
+    """
+    n, size = data.shape[:2]
+    lengths = np.full(n, size, np.int64) if lengths is None else np.array(lengths, dtype=np.int64)
+    if data.dtype.kind not in "fc" or n == 0:
+        return lengths
+    inside = np.arange(size)[None, :] < lengths[:, None]
+    nan_steps = np.isnan(data).all(axis=2) & inside  # (n, L)
+    # trailing all-NaN steps within each length: reverse the used part and count the leading run
+    rev = np.take_along_axis(nan_steps, np.clip(lengths[:, None] - 1 - np.arange(size)[None, :], 0, None), axis=1)
+    rev &= np.arange(size)[None, :] < lengths[:, None]
+    lengths = lengths - np.cumprod(rev, axis=1).sum(axis=1)
+    if lengths.min() < 1:
+        k = int(np.argmin(lengths))
+        raise ValueError(f"{name}[{k}] is all NaN: an empty series (tslearn's NaN padding leaves no time step)")
+    used = np.arange(size)[None, :] < lengths[:, None]
+    stray = np.isnan(data).any(axis=2) & used
+    if stray.any():
+        k, t = (int(v) for v in np.argwhere(stray)[0])
+        raise ValueError(f"{name}[{k}] has a NaN at time step {t}, before its end: NaN marks padding only as "
+                         f"trailing time steps with every feature NaN (tslearn's convention)")
+    return lengths
 
 
 def check_weights(weights, n: int) -> np.ndarray:

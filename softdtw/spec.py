@@ -67,6 +67,7 @@ __all__ = [
     "check_constraint",
     "check_cost_shape",
     "check_gamma",
+    "check_gamma_for",
     "check_lengths",
     "check_pair_shapes",
     "cost_diagonals",
@@ -79,6 +80,9 @@ __all__ = [
 ]
 
 CONSTRAINTS = (None, "sakoe_chiba", "itakura")
+# Sakoe-Chiba radii at or above this are clamped to it: no series is this long, so the band keeps
+# every cell (and the radius fits the kernels' int32 bounds)
+MAX_RADIUS = 2**30
 
 
 # ---------------------------------------------------------------------------
@@ -99,6 +103,28 @@ def check_gamma(gamma: Any) -> float:
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
     return gamma
+
+
+def check_gamma_for(gamma: float, dtype: Any, n: int, m: int) -> None:
+    """Raise ValueError when the compute ``dtype`` cannot run soft-DTW with ``gamma`` on series of
+    lengths up to ``n`` and ``m``.
+
+    ``gamma`` must be a normal number of ``dtype`` (``1 / gamma`` finite: a subnormal gamma
+    overflows the softmin's scale), and the entropy term of the value, at most
+    ``gamma * log(number of paths) <= gamma * (n + m) * log(3)``, must stay far from the
+    largest finite number (a huge gamma would overflow it to ``-inf``). ``dtype`` is anything
+    ``numpy.finfo`` takes (a NumPy dtype or its name); ``gamma`` is already :func:`check_gamma`'d.
+    """
+    info = np.finfo(np.dtype(dtype))
+    name = np.dtype(dtype).name
+    if gamma < float(info.tiny):
+        raise ValueError(f"gamma={gamma!r} is below the smallest normal {name} ({float(info.tiny):.3g}): "
+                         f"{name} cannot hold 1 / gamma; use a larger gamma or float64 inputs")
+    bound = float(info.max) / 16
+    if gamma * (n + m) * math.log(3.0) > bound:
+        raise ValueError(f"gamma={gamma!r} is too large for {name} with series of lengths {n} and {m}: "
+                         f"the value, about -gamma * log(number of paths), would overflow; use a gamma "
+                         f"below {bound / ((n + m) * math.log(3.0)):.3g}")
 
 
 def check_pair_shapes(x_shape: tuple, y_shape: tuple, *, x_name: str = "x", y_name: str = "y") -> bool:
@@ -191,6 +217,8 @@ def check_constraint(global_constraint=None, sakoe_chiba_radius=None, itakura_ma
             raise TypeError(f"sakoe_chiba_radius must be an integer, got {type(sakoe_chiba_radius).__name__}")
         if sakoe_chiba_radius < 0:
             raise ValueError(f"sakoe_chiba_radius must be >= 0, got {sakoe_chiba_radius}")
+        # a radius beyond any length is no band: the same cells as MAX_RADIUS (kernels use int32)
+        sakoe_chiba_radius = min(int(sakoe_chiba_radius), MAX_RADIUS)
     if itakura_max_slope is not None:
         if isinstance(itakura_max_slope, (bool, np.bool_)) or not isinstance(itakura_max_slope, numbers.Real):
             raise TypeError(f"itakura_max_slope must be a real number, got {type(itakura_max_slope).__name__}")
