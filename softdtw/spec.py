@@ -118,8 +118,9 @@ def check_gamma_for(gamma: float, dtype: Any, n: int, m: int) -> None:
     info = np.finfo(np.dtype(dtype))
     name = np.dtype(dtype).name
     if gamma < float(info.tiny):
+        hint = "" if name == "float64" else " or float64 inputs"
         raise ValueError(f"gamma={gamma!r} is below the smallest normal {name} ({float(info.tiny):.3g}): "
-                         f"{name} cannot hold 1 / gamma; use a larger gamma or float64 inputs")
+                         f"{name} cannot hold 1 / gamma; use a larger gamma{hint}")
     bound = float(info.max) / 16
     if gamma * (n + m) * math.log(3.0) > bound:
         raise ValueError(f"gamma={gamma!r} is too large for {name} with series of lengths {n} and {m}: "

@@ -1570,8 +1570,22 @@ def _bwd_par(threads, rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam,
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _threads() -> int:
-    return max(1, numba.get_num_threads())
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist here, and work submitted to
+    its executor would wait forever. The child makes its own pool on its first call."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _threads(threads: int | None = None) -> int:
+    """The threads a call may use: ``threads`` when the caller gives it (torch gives
+    ``torch.get_num_threads()``), else numba's setting (``numba.set_num_threads``,
+    ``NUMBA_NUM_THREADS``)."""
+    return max(1, numba.get_num_threads() if threads is None else int(threads))
 
 
 def _run_blocks(fn, nblocks: int, threads: int | None = None) -> None:
@@ -1621,17 +1635,17 @@ def _numba_layer_ok() -> bool:
     return ok
 
 
-def _run_plan(blocks_fn, par_fn, args, nblocks: int, tickets) -> None:
+def _run_plan(blocks_fn, par_fn, args, nblocks: int, tickets, threads: int | None = None) -> None:
     """The plan's blocks (``blocks_fn(*args)`` takes them from ``tickets``) on up to
     :func:`_threads` threads: one numba parallel region (``par_fn(threads, *args)``) where
     :func:`_numba_layer_ok`, else one ``blocks_fn`` call per thread of :func:`_run_threads`.
     The region starts in ~2 us here (OpenMP's threads spin a while between regions); a round
     trip through the Python pool took ~85 us (two thread wake-ups in this VM)."""
-    threads = min(_threads(), nblocks)
+    threads = min(_threads(threads), nblocks)
     if threads > 1 and _numba_layer_ok():
-        par_fn(threads, *args)
+        par_fn(threads, *args)  # (numba's region runs on at most its own pool's threads)
         return
-    _run_threads(lambda: blocks_fn(*args), nblocks, stop=lambda: _stop_tickets(tickets))
+    _run_threads(lambda: blocks_fn(*args), nblocks, threads, stop=lambda: _stop_tickets(tickets))
 
 
 def _stop_tickets(tickets):
@@ -1646,7 +1660,7 @@ def _run_threads(work, nblocks: int, threads: int | None = None, stop=None) -> N
     ``stop()`` makes the others stop after their current block; the first exception, the
     calling thread's before the pool's, is raised once every thread is done."""
     global _POOL
-    threads = min(_threads() if threads is None else threads, nblocks)
+    threads = min(_threads(threads), nblocks)
     if threads <= 1:
         work()
         return
@@ -1924,20 +1938,21 @@ def _int32_cw(a):
     return np.array(a, np.int32, order="C")
 
 
-def values(cost, gamma, x_len, y_len, lo, hi):
+def values(cost, gamma, x_len, y_len, lo, hi, threads=None):
     """Soft-DTW values of ``cost`` (B, N, M), without the backward's state: ``R`` is kept for two
     steps of each block instead of ``B N M`` numbers (pairwise matrices, evaluation). The
     same numbers as :func:`forward`'s, to the last bit."""
-    return forward(cost, gamma, x_len, y_len, lo, hi, keep=False)[0]
+    return forward(cost, gamma, x_len, y_len, lo, hi, keep=False, threads=threads)[0]
 
 
-def forward(cost, gamma, x_len, y_len, lo, hi, keep=True):
+def forward(cost, gamma, x_len, y_len, lo, hi, keep=True, threads=None):
     """Soft-DTW values of ``cost`` (B, N, M); returns ``(value, r, aux)`` (see the contract).
-    ``keep=False``: ``r`` and ``aux`` are not formed (empty), see :func:`values`."""
+    ``keep=False``: ``r`` and ``aux`` are not formed (empty), see :func:`values`. ``threads``:
+    at most this many threads (default: numba's setting, :func:`_threads`)."""
     _warm_cache()
     cost = np.ascontiguousarray(cost)
     _check(cost.dtype)
-    return _forward(cost, cost.shape, gamma, x_len, y_len, lo, hi, keep)
+    return _forward(cost, cost.shape, gamma, x_len, y_len, lo, hi, keep, threads)
 
 
 def _series(x, y):
@@ -1950,7 +1965,7 @@ def _series(x, y):
     return x, y
 
 
-def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True):
+def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True, threads=None):
     """:func:`forward` of the squared Euclidean cost of ``x`` (B, N, D) and ``y`` (B, M, D),
     float32, which the kernel forms cell by cell (``sum_d (x_id - y_jd)^2``): no cost matrix.
     Returns ``(value, r, aux)`` for :func:`backward_sqeuclidean`; the value of a pair with a
@@ -1959,7 +1974,8 @@ def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True):
     (``R`` kept for two steps per block, as :func:`values`)."""
     _warm_cache()
     x, y = _series(x, y)
-    value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, keep)
+    value, r, aux = _forward((x, y), (x.shape[0], x.shape[1], y.shape[1]), gamma, x_len, y_len, lo, hi, keep,
+                             threads)
     bad = np.zeros(x.shape[0], np.bool_)
     # (x and y are float32 C arrays here: one call for both, read as bits)
     _nonfinite_xy(x.view(np.uint32), y.view(np.uint32), _int32_cw(x_len), _int32_cw(y_len), np.uint32(0x7F800000),
@@ -2010,7 +2026,7 @@ def _nonfinite_xy(ux, uy, xl, yl, expo, bad):
         bad[b] = bad[b] or bad_y[b]
 
 
-def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
+def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep, threads=None):
     B, N, M = shape
     gamma = float(gamma)
     dt = (cost[0] if isinstance(cost, tuple) else cost).dtype
@@ -2029,7 +2045,7 @@ def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
         P, S, W = plan(B, N, M)
         tickets = np.zeros(1, np.int64)
         _run_plan(_fwd_blocks, _fwd_par, (cost, lo, hi, xl, yl, P, S, W, N, M, inv_scale, out_scale, rflat, aux,
-                                           value, keep, tickets, inf_, zero_, one_), -(-B // P), tickets)
+                                           value, keep, tickets, inf_, zero_, one_), -(-B // P), tickets, threads)
         return value, r, aux
 
     # a padded batch: each block works on its pairs' cost cropped to their lengths, and stores
@@ -2048,19 +2064,19 @@ def _forward(cost, shape, gamma, x_len, y_len, lo, hi, keep):
             aux[pairs, :shifts.shape[1]] = shifts
         value[pairs] = val
 
-    _run_blocks(var_block, len(blocks))
+    _run_blocks(var_block, len(blocks), threads)
     return value, r, aux
 
 
-def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
+def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, threads=None):
     """``(grad_cost, grad_gamma)`` from the state of :func:`forward` (see the contract)."""
     _warm_cache()
     r = np.ascontiguousarray(r)
     _check(r.dtype)
-    return _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, None)
+    return _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, None, threads=threads)
 
 
-def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, need_y=True):
+def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, need_y=True, threads=None):
     """``(grad_x, grad_y)`` from the state of :func:`forward_sqeuclidean`: ``grad_value[b]``
     times the gradient of pair ``b``'s value, ``2 sum_j E_ij (x_i - y_j)`` and
     ``2 sum_i E_ij (y_j - x_i)``, 0 past the lengths (no cost gradient is formed).
@@ -2068,10 +2084,10 @@ def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, 
     _warm_cache()
     x, y = _series(x, y)
     return _backward(np.ascontiguousarray(r), aux, gamma, x_len, y_len, lo, hi, grad_value, False, (x, y),
-                     need_y)
+                     need_y, threads)
 
 
-def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, series, need_y=True):
+def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, series, need_y=True, threads=None):
     B, N, M = r.shape
     dt = r.dtype
     ggam = np.zeros(B, np.float64)
@@ -2098,7 +2114,7 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
         grad = np.empty((B, N, M), dt) if series is None else (series[0], series[1], gx, gy)
         tickets = np.zeros(1, np.int64)
         _run_plan(_bwd_blocks, _bwd_par, (rflat, aux, lo, hi, xl, yl, gv, P, S, W, N, M, grad, ggam, need, tickets,
-                                           inf_, zero_, one_), -(-B // P), tickets)
+                                           inf_, zero_, one_), -(-B // P), tickets, threads)
         return result(grad)
 
     # the kernel writes the crops; pages outside stay untouched
@@ -2113,5 +2129,5 @@ def _backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, 
                    lo, hi, xl, yl, gv, pairs, pr, S, W, n, m, grad, gg, need, inf_, zero_, one_)
         ggam[pairs] = gg
 
-    _run_blocks(var_block, len(blocks))
+    _run_blocks(var_block, len(blocks), threads)
     return result(grad)

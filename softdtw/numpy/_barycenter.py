@@ -24,11 +24,15 @@ def resampled_mean(data: Dataset, weights: np.ndarray) -> np.ndarray:
 
 
 def check_init(init, features: int):
-    """``init`` as a float64 ``(L, D)`` array (a copy)."""
+    """``init`` as a float64 ``(L, D)`` array (a copy), without its trailing all-NaN time steps
+    (tslearn's padding, as a series of ``X``); any other NaN or an ``inf`` raises ValueError."""
     z = np.array(init)
     spec.check_dtype_kind(z.dtype.kind, "init")
     _pairwise.check_init_shape(z.shape, features)
-    return z.astype(np.float64)
+    z = z[:int(_pairwise.nan_padded_lengths(z[None], "init")[0])].astype(np.float64)
+    if not np.isfinite(z).all():
+        raise ValueError("init must be finite (NaN only as tslearn's trailing padding)")
+    return z
 
 
 class Objective:
@@ -43,7 +47,7 @@ class Objective:
         self.jj = np.arange(data.shape[0], dtype=np.int64)
 
     def _kernel(self, z: np.ndarray) -> PairKernel:
-        zdata = Dataset(z[None], np.array([self.length], dtype=np.int64), True)
+        zdata = Dataset(z[None], np.array([self.length], dtype=np.int64))
         return PairKernel(zdata, self.data, self.gamma, self.constraint, np.float64)
 
     def value(self, z: np.ndarray) -> float:
@@ -73,14 +77,18 @@ def soft_dtw_barycenter(X, gamma=1.0, *, weights=None, init=None, max_iter: int 
 
     Parameters
     ----------
-    X : array_like, shape (n, N, D), or a sequence of n arrays of shapes (N_i, D)
-        The series to average; a sequence may hold series of different lengths.
+    X : array_like, shape (n, N, D) (an array or nested lists), or a sequence of n arrays (N_i, D)
+        The series to average; a sequence may hold series of different lengths, and, as in
+        tslearn, trailing time steps whose features are all NaN end a shorter series (any other
+        NaN, or an ``inf``, raises ValueError).
     gamma : float > 0
+        It must suit float64 (:func:`softdtw.spec.check_gamma_for`), else ValueError.
     weights : array_like, shape (n,), optional
         Non-negative weights ``w_i``, not all 0; default all 1.
     init : array_like, shape (L, D), optional
-        Start (and length ``L`` of the barycenter); default the weighted mean of ``X`` (each
-        series first resampled linearly to the longest length when the lengths differ).
+        Start (and length ``L`` of the barycenter; trailing all-NaN time steps are dropped);
+        default the weighted mean of ``X`` (each series first resampled linearly to the longest
+        length when the lengths differ).
     max_iter : int >= 0
         L-BFGS-B iterations at most (0 returns ``init`` and its objective).
     tol : float >= 0
@@ -119,9 +127,10 @@ def soft_dtw_barycenter(X, gamma=1.0, *, weights=None, init=None, max_iter: int 
     max_iter, tol = _pairwise.check_barycenter_args(data.shape, max_iter, tol, *band)
     constraint = spec.check_constraint(*band)
     if data.nan.any():
-        raise ValueError(f"X[{int(np.argmax(data.nan))}] holds NaN (other than tslearn's trailing NaN padding)")
+        raise ValueError(f"X[{int(np.argmax(data.nan))}] is not finite: it holds an inf")
     w = _pairwise.check_weights(weights, data.shape[0])
     z0 = resampled_mean(data, w) if init is None else check_init(init, data.shape[2])
+    spec.check_gamma_for(gamma, np.float64, z0.shape[0], data.shape[1])
     objective = Objective(data, w, gamma, constraint, z0.shape[0])
     if max_iter == 0:
         return z0, objective.value(z0)

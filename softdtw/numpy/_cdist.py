@@ -19,34 +19,44 @@ _LOW = (np.dtype(np.float16), np.dtype(np.float32))
 
 
 class Dataset:
-    """A dataset of series: ``data`` ``(n, L, D)`` (padded with zeros), ``lengths`` int64 ``(n,)``,
-    ``nan`` bool ``(n,)``: the series that hold a NaN (zeroed in ``data``; their entries are NaN)."""
+    """A dataset of series: ``data`` ``(n, L, D)`` with ``L`` the longest length, ``lengths``
+    int64 ``(n,)``, ``nan`` bool ``(n,)``: the series whose used part is not finite (their
+    entries are NaN). The padding and those series are zeros in ``data`` (never read as given)."""
 
-    def __init__(self, data: np.ndarray, lengths: np.ndarray, equal: bool, nan=None):
-        self.data, self.lengths, self.equal = data, lengths, equal
+    def __init__(self, data: np.ndarray, lengths: np.ndarray, nan=None):
+        self.data, self.lengths = data, lengths
         self.nan = np.zeros(len(data), dtype=bool) if nan is None else nan
+
+    @property
+    def equal(self) -> bool:
+        """Whether every series has the full length ``L``."""
+        return bool((self.lengths == self.data.shape[1]).all())
 
     @classmethod
     def from_array(cls, data: np.ndarray, name: str, nan_padding: bool, lengths=None) -> "Dataset":
-        """A validated ``(n, L, D)`` array. With ``nan_padding`` (tslearn's convention for
-        variable lengths) trailing all-NaN time steps end a series; other NaNs mark the series.
-        ``lengths`` (int ``(n,)``, without ``nan_padding``): the series' lengths when known (a
-        padded batch), else all ``L``; NaNs beyond a series' length are ignored."""
+        """A validated ``(n, L, D)`` array, not modified (a copy is made where needed).
+
+        ``lengths`` (int ``(n,)``): the series' lengths when known (a padded batch), else all
+        ``L``; steps beyond them are padding, whatever they hold. With ``nan_padding``
+        (tslearn's convention for variable lengths) trailing all-NaN time steps also end a
+        series and any other NaN raises ValueError (:func:`softdtw._pairwise.nan_padded_lengths`);
+        without it a NaN marks its series, as ``inf`` always does.
+        """
         _pairwise.check_dataset_shapes(data.shape, None, x_name=name)
         n, size = data.shape[:2]
         lengths = np.full(n, size, dtype=np.int64) if lengths is None else np.array(lengths, dtype=np.int64)
-        if data.dtype.kind != "f":
-            return cls(data, lengths, bool((lengths == size).all()))
-        nan_steps = np.isnan(data).all(axis=2)  # (n, L)
         if nan_padding:
-            lengths -= np.cumprod(nan_steps[:, ::-1], axis=1).sum(axis=1)
-            if n and lengths.min() < 1:
-                raise ValueError(f"{name}[{int(np.argmin(lengths))}] is all NaN: an empty series")
-        inside = np.arange(size)[None, :] < lengths[:, None]
-        nan = (np.isnan(data).any(axis=2) & inside).any(axis=1)
-        if nan_steps.any() or nan.any():
-            data = np.where(np.isnan(data), 0, data)
-        return cls(data, lengths, bool((lengths == size).all()), nan)
+            lengths = _pairwise.nan_padded_lengths(data, name, lengths)
+        if n:
+            data = data[:, :int(lengths.max())]  # a view: the steps no series uses are dropped
+        if data.dtype.kind != "f":
+            return cls(data, lengths)
+        finite = np.isfinite(data).all(axis=2)  # (n, L)
+        used = np.arange(data.shape[1])[None, :] < lengths[:, None]
+        nan = (~finite & used).any(axis=1)
+        if not finite.all():
+            data = np.where((used & ~nan[:, None])[..., None], data, 0)
+        return cls(data, lengths, nan)
 
     @property
     def shape(self):
@@ -54,24 +64,22 @@ class Dataset:
 
 
 def as_dataset(X, name: str) -> Dataset:
-    """An array ``(n, L, D)``, or a sequence of ``(L_i, D)`` arrays of possibly different lengths."""
+    """An array ``(n, L, D)`` or nested lists, or a sequence of ``(L_i, D)`` arrays of possibly
+    different lengths; in each, trailing all-NaN time steps end a series (tslearn's padding)."""
     if isinstance(X, (list, tuple)) and len(X) > 0:
         series = [np.asarray(s) for s in X]
         _pairwise.check_series_shapes([s.shape for s in series], name)
         for k, s in enumerate(series):
             spec.check_dtype_kind(s.dtype.kind, f"{name}[{k}]")
         lengths = np.array([s.shape[0] for s in series], dtype=np.int64)
-        dtype = np.result_type(*series)
+        dtype = np.result_type(*(s.dtype for s in series))
         data = np.zeros((len(series), int(lengths.max()), series[0].shape[1]), dtype=dtype)
         for k, s in enumerate(series):
             data[k, :s.shape[0]] = s
-        equal = bool((lengths == lengths[0]).all())
-    else:
-        data = np.asarray(X)
-        spec.check_dtype_kind(data.dtype.kind, name)
-        return Dataset.from_array(data, name, nan_padding=True)
-    nan = np.array([np.isnan(s).any() if s.dtype.kind == "f" else False for s in series], dtype=bool)
-    return Dataset(np.where(np.isnan(data), 0, data) if nan.any() else data, lengths, equal, nan)
+        return Dataset.from_array(data, name, nan_padding=True, lengths=lengths)
+    data = np.asarray(X)
+    spec.check_dtype_kind(data.dtype.kind, name)
+    return Dataset.from_array(data, name, nan_padding=True)
 
 
 def compute_dtype(*datasets: Dataset) -> np.dtype:
@@ -170,14 +178,16 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
 
     Parameters
     ----------
-    X : array_like, shape (n, N, D), or a sequence of n arrays of shapes (N_i, D)
+    X : array_like, shape (n, N, D) (an array or nested lists), or a sequence of n arrays (N_i, D)
         A dataset of series; a sequence may hold series of different lengths, and, as in
-        tslearn, trailing all-NaN time steps of an array end a shorter series. Any other NaN
-        makes the entries of its series NaN.
+        tslearn (``to_time_series_dataset``), trailing time steps whose features are all NaN
+        end a shorter series. Any other NaN raises ValueError; an ``inf`` in a series makes
+        its entries NaN.
     Y : array_like, shape (m, M, D), or a sequence of arrays (M_j, D), optional
-        A second dataset; None compares ``X`` with itself (a symmetric matrix).
+        A second dataset, in the same forms; None compares ``X`` with itself (a symmetric matrix).
     gamma : float > 0
-        Smoothing; smaller is closer to DTW.
+        Smoothing; smaller is closer to DTW. It must suit the compute dtype
+        (:func:`softdtw.spec.check_gamma_for`), else ValueError.
     normalize : bool
         Return the soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
     global_constraint, sakoe_chiba_radius, itakura_max_slope
@@ -214,8 +224,11 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     a = as_dataset(X, "X")
     b = a if Y is None else as_dataset(Y, "Y")
     _pairwise.check_dataset_shapes(a.shape, b.shape)
-    chunk = _pairwise.check_chunk_size(chunk_size, a.shape[1], b.shape[1])
-    return kernel_matrix(a, None if Y is None else b, gamma, constraint, compute_dtype(a, b),
+    n, m = a.shape[1], b.shape[1]
+    dtype = compute_dtype(a, b)
+    spec.check_gamma_for(gamma, dtype, *((max(n, m),) * 2 if normalize else (n, m)))  # self terms: (n, n), (m, m)
+    chunk = _pairwise.check_chunk_size(chunk_size, n, m)
+    return kernel_matrix(a, None if Y is None else b, gamma, constraint, dtype,
                          normalize=normalize, chunk_size=chunk, progress=progress)
 
 

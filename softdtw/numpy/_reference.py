@@ -2,6 +2,13 @@
 
 It drives the pure step functions of :mod:`softdtw.spec` with a Python loop over the
 anti-diagonals (each step is vectorized over the batch and the diagonal).
+
+Padding and non-finite inputs (docs/algorithm.md): time steps and cost cells beyond a pair's
+lengths are never read (they may hold NaN or inf: they are replaced by 0 in the working copy)
+and get gradient 0. A NaN or inf in a pair's used series, or a NaN or ``-inf`` in a used cost
+cell, makes that pair's value NaN and its gradients NaN at its used positions; ``+inf`` in a
+cost forbids the cell, and a pair with no finite path has value ``+inf`` and gradient 0. Other
+pairs are unaffected and no floating-point warning is raised.
 """
 
 from __future__ import annotations
@@ -111,21 +118,55 @@ class _Problem(NamedTuple):
     y_lengths: np.ndarray
 
 
+def _one_pair_lengths(lengths, name: str):
+    """The lengths of one unbatched pair as shape ``(1,)`` (a scalar or a 1-element sequence)."""
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.ndim > 1 or arr.size != 1:
+        raise ValueError(f"{name} must be one integer for an unbatched pair, got shape {arr.shape}")
+    return arr.reshape(1)
+
+
 def _problem(batch, n, m, batched, gamma, global_constraint=None, sakoe_chiba_radius=None,
-             itakura_max_slope=None, x_lengths=None, y_lengths=None) -> _Problem:
+             itakura_max_slope=None, x_lengths=None, y_lengths=None, normalize=False) -> _Problem:
     gamma = spec.check_gamma(gamma)
+    # the divergence also runs the self terms (n, n) and (m, m)
+    spec.check_gamma_for(gamma, np.float64, *((max(n, m),) * 2 if normalize else (n, m)))
     constraint = spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
-    if not batched and (x_lengths is not None or y_lengths is not None):
-        x_lengths = None if x_lengths is None else np.reshape(x_lengths, (1,))
-        y_lengths = None if y_lengths is None else np.reshape(y_lengths, (1,))
+    if not batched:
+        x_lengths = _one_pair_lengths(x_lengths, "x_lengths")
+        y_lengths = _one_pair_lengths(y_lengths, "y_lengths")
     xl = spec.check_lengths(x_lengths, batch, n, "x_lengths")
     yl = spec.check_lengths(y_lengths, batch, m, "y_lengths")
     return _Problem(batched, gamma, constraint, xl, yl)
 
 
-def _run_cost(cost, p: _Problem, xl, yl, grad: bool) -> ForwardBackward:
+def _run_cost(cost, p: _Problem, xl, yl, grad: bool, bad=None) -> ForwardBackward:
+    """:func:`forward_backward` under the conventions of docs/algorithm.md ("Padding and
+    non-finite inputs").
+
+    Cells beyond the lengths ``xl``, ``yl`` or outside the band are never read. ``+inf`` forbids
+    a cell; a pair with no finite path has value ``+inf`` and alignment (and gamma gradient) 0.
+    A pair with ``NaN`` or ``-inf`` in a used cell, or flagged in ``bad`` (bool ``(B,)``: its
+    series are not finite), has value ``NaN`` and ``NaN`` alignment at its used cells (0
+    elsewhere); it is computed on zeros, so no warning is raised.
+    """
     valid = spec.valid_cells(cost.shape[1], cost.shape[2], xl, yl, p.constraint)
-    return forward_backward(cost, p.gamma, valid, xl, yl, grad=grad)
+    poison = (valid & (np.isnan(cost) | np.isneginf(cost))).any(axis=(1, 2))
+    if bad is not None:
+        poison |= bad
+    # with a tiny gamma, an exponent -(a - m) / gamma may overflow to -inf: exp gives the exact 0
+    with np.errstate(over="ignore"):
+        fb = forward_backward(np.where(valid & ~poison[:, None, None], cost, 0.0), p.gamma, valid, xl, yl,
+                              grad=grad)
+    value = np.where(poison, np.nan, fb.value)
+    if not grad:
+        return ForwardBackward(value, None, None)
+    blocked = (fb.value == np.inf)[:, None, None]
+    alignment = np.where(poison[:, None, None] & valid, np.nan, np.where(blocked, 0.0, fb.alignment))
+    gamma_grad = np.where(poison, np.nan, np.where(blocked[:, 0, 0], 0.0, fb.gamma_grad))
+    return ForwardBackward(value, alignment, gamma_grad)
 
 
 def _pair_cost(x, y, dist_func: Callable | None) -> np.ndarray:
@@ -139,14 +180,26 @@ def _pair_cost(x, y, dist_func: Callable | None) -> np.ndarray:
     return cost.astype(np.float64)
 
 
-def _prepare_pair(x, y, gamma, kw):
+def _clean_series(a: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Zero, in place, the padding of a float64 batch ``a`` ``(B, L, D)`` and the whole of each
+    series whose used part is not finite; return those series (bool ``(B,)``)."""
+    a[np.arange(a.shape[1])[None, :] >= lengths[:, None]] = 0
+    bad = ~np.isfinite(a).all(axis=(1, 2))
+    a[bad] = 0
+    return bad
+
+
+def _prepare_pair(x, y, gamma, kw, normalize=False):
+    """``(x, y, problem, bad)``: float64 copies ``(B, N, D)``, ``(B, M, D)`` with their padding
+    (and the pairs ``bad`` whose series are not finite) set to 0, so that it is never read."""
     x = _as_float64(x, "x")
     y = _as_float64(y, "y")
     batched = spec.check_pair_shapes(x.shape, y.shape)
     if not batched:
         x, y = x[None], y[None]
-    p = _problem(x.shape[0], x.shape[1], y.shape[1], batched, gamma, **kw)
-    return x, y, p
+    p = _problem(x.shape[0], x.shape[1], y.shape[1], batched, gamma, normalize=normalize, **kw)
+    bad = _clean_series(x, p.x_lengths) | _clean_series(y, p.y_lengths)
+    return x, y, p, bad
 
 
 def _finish(p: _Problem, a):
@@ -173,7 +226,8 @@ def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | 
     x : array_like, shape (B, N, D) or (N, D)
     y : array_like, shape (B, M, D) or (M, D)
     gamma : float > 0
-        Smoothing; smaller is closer to DTW.
+        Smoothing; smaller is closer to DTW. It must suit float64 (every entry point checks
+        :func:`softdtw.spec.check_gamma_for`), else ValueError.
     normalize : bool
         Return the soft-DTW divergence (>= 0, exactly 0 when x == y).
     dist_func : callable, optional
@@ -181,8 +235,9 @@ def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | 
         Default: squared Euclidean.
     global_constraint, sakoe_chiba_radius, itakura_max_slope
         Band constraint, as in tslearn 0.10 (see :func:`softdtw.spec.check_constraint`).
-    x_lengths, y_lengths : array_like of int, shape (B,), optional
-        Per-pair lengths of padded batches: pair b uses ``x[b, :x_lengths[b]]``.
+    x_lengths, y_lengths : array_like of int, shape (B,) (or one integer for one pair), optional
+        Per-pair lengths of padded batches: pair b uses ``x[b, :x_lengths[b]]``; the padding is
+        never read (it may hold NaN or inf).
 
     Returns
     -------
@@ -200,14 +255,14 @@ def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | 
     M. Cuturi and M. Blondel, "Soft-DTW: a Differentiable Loss Function for Time-Series", ICML 2017.
     M. Blondel, A. Mensch and J.-P. Vert, "Differentiable Divergences Between Time Series", AISTATS 2021.
     """
-    x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
-                                              sakoe_chiba_radius=sakoe_chiba_radius,
-                                              itakura_max_slope=itakura_max_slope,
-                                              x_lengths=x_lengths, y_lengths=y_lengths))
-    value = _run_cost(_pair_cost(x, y, dist_func), p, p.x_lengths, p.y_lengths, grad=False).value
+    x, y, p, bad = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
+                                                   sakoe_chiba_radius=sakoe_chiba_radius,
+                                                   itakura_max_slope=itakura_max_slope,
+                                                   x_lengths=x_lengths, y_lengths=y_lengths), normalize)
+    value = _run_cost(_pair_cost(x, y, dist_func), p, p.x_lengths, p.y_lengths, False, bad).value
     if normalize:
-        vxx = _run_cost(_pair_cost(x, x, dist_func), p, p.x_lengths, p.x_lengths, grad=False).value
-        vyy = _run_cost(_pair_cost(y, y, dist_func), p, p.y_lengths, p.y_lengths, grad=False).value
+        vxx = _run_cost(_pair_cost(x, x, dist_func), p, p.x_lengths, p.x_lengths, False, bad).value
+        vyy = _run_cost(_pair_cost(y, y, dist_func), p, p.y_lengths, p.y_lengths, False, bad).value
         value = value - (vxx + vyy) / 2
     return _finish(p, value)
 
@@ -247,7 +302,8 @@ def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_r
         Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
     x_lengths, y_lengths : array_like of int, shape (B,), optional
         Per-matrix lengths of padded batches: matrix ``b`` uses
-        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; padded cells are never read (they may hold
+        NaN or inf) and their gradients are 0.
 
     Returns
     -------
@@ -295,7 +351,8 @@ def soft_dtw_alignment_from_cost(cost, gamma=1.0, *, global_constraint=None, sak
         Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
     x_lengths, y_lengths : array_like of int, shape (B,), optional
         Per-matrix lengths of padded batches: matrix ``b`` uses
-        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; padded cells are never read (they may hold
+        NaN or inf) and their gradients are 0.
 
     Returns
     -------
@@ -351,7 +408,8 @@ def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, gl
         Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
     x_lengths, y_lengths : array_like of int, shape (B,), optional
         Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
-        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
+        ``y[b, :y_lengths[b]]``; the padding is never read (it may hold NaN or inf) and its
+        gradients are 0.
 
     Returns
     -------
@@ -368,11 +426,11 @@ def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, gl
            [0.5, 0.5],
            [0. , 1. ]])
     """
-    x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
-                                              sakoe_chiba_radius=sakoe_chiba_radius,
-                                              itakura_max_slope=itakura_max_slope,
-                                              x_lengths=x_lengths, y_lengths=y_lengths))
-    fb = _run_cost(_pair_cost(x, y, dist_func), p, p.x_lengths, p.y_lengths, grad=True)
+    x, y, p, bad = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
+                                                   sakoe_chiba_radius=sakoe_chiba_radius,
+                                                   itakura_max_slope=itakura_max_slope,
+                                                   x_lengths=x_lengths, y_lengths=y_lengths))
+    fb = _run_cost(_pair_cost(x, y, dist_func), p, p.x_lengths, p.y_lengths, True, bad)
     return _finish(p, fb.alignment), _finish(p, fb.value)
 
 
@@ -415,7 +473,8 @@ def soft_dtw_value_and_grad(x, y, gamma=1.0, *, normalize: bool = False, global_
         Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
     x_lengths, y_lengths : array_like of int, shape (B,), optional
         Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
-        ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
+        ``y[b, :y_lengths[b]]``; the padding is never read (it may hold NaN or inf) and its
+        gradients are 0.
 
     Returns
     -------
@@ -431,16 +490,17 @@ def soft_dtw_value_and_grad(x, y, gamma=1.0, *, normalize: bool = False, global_
     >>> float(v), gx.tolist(), gy.tolist()
     (2.0, [[-2.0, -2.0]], [[2.0, 2.0]])
     """
-    x, y, p = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
-                                              sakoe_chiba_radius=sakoe_chiba_radius,
-                                              itakura_max_slope=itakura_max_slope,
-                                              x_lengths=x_lengths, y_lengths=y_lengths))
-    fb = _run_cost(sqeuclidean_cost(x, y), p, p.x_lengths, p.y_lengths, grad=True)
+    x, y, p, bad = _prepare_pair(x, y, gamma, dict(global_constraint=global_constraint,
+                                                   sakoe_chiba_radius=sakoe_chiba_radius,
+                                                   itakura_max_slope=itakura_max_slope,
+                                                   x_lengths=x_lengths, y_lengths=y_lengths), normalize)
+    # a bad pair's alignment is NaN at its used cells, so its gradients are NaN at its used steps
+    fb = _run_cost(sqeuclidean_cost(x, y), p, p.x_lengths, p.y_lengths, True, bad)
     value = fb.value
     gx, gy = _sqeuclidean_vjp(x, y, fb.alignment)
     if normalize:
         for a, la, ga in ((x, p.x_lengths, gx), (y, p.y_lengths, gy)):
-            fs = _run_cost(sqeuclidean_cost(a, a), p, la, la, grad=True)
+            fs = _run_cost(sqeuclidean_cost(a, a), p, la, la, True, bad)
             g1, g2 = _sqeuclidean_vjp(a, a, fs.alignment)
             value = value - fs.value / 2
             ga -= (g1 + g2) / 2

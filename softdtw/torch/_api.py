@@ -51,6 +51,35 @@ def _dtypes(*tensors: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
     return (torch.float64 if out == torch.float64 else torch.float32), out
 
 
+def _fold_vmap(apply, info, in_dims, args, per_pair):
+    """The vmap rule of a Function over batches of pairs: the vmapped dimension folds into the
+    pair dimension (dim 0) of every per-pair tensor argument (one not vmapped is expanded), the
+    Function runs once on ``V B`` pairs, and each tensor output unfolds to ``(V, B, ...)``."""
+    size = info.batch_size
+
+    def fold(a, d, pair):
+        if not isinstance(a, torch.Tensor) or not (pair or d is not None):
+            return a
+        if d is None:
+            a = a.expand(size, *a.shape)
+        else:
+            a = a.movedim(d, 0)
+        return a.reshape(size * a.shape[1], *a.shape[2:])
+
+    out = apply(*(fold(a, d, p) for a, d, p in zip(args, in_dims, per_pair)))
+    if isinstance(out, tuple):
+        return (tuple(o.reshape(size, -1, *o.shape[1:]) if isinstance(o, torch.Tensor) else o for o in out),
+                tuple(0 if isinstance(o, torch.Tensor) else None for o in out))
+    return out.reshape(size, -1, *out.shape[1:]), 0
+
+
+def _plain() -> bool:
+    """No torch.func transform (grad, vjp, vmap) is active here: tensors have storage that NumPy
+    (and numba) may read. Inside a transform only an autograd.Function's forward sees plain
+    tensors (its vmap rule folds the vmapped dimension first), so the numba kernels run there."""
+    return torch._C._functorch.peek_interpreter_stack() is None
+
+
 # --------------------------------------------------------------------------- cost
 
 
@@ -134,9 +163,13 @@ class _SqEuclidean(torch.autograd.Function):
         ctx.save_for_backward(*inputs)
 
     @staticmethod
+    def vmap(info, in_dims, x, y):
+        return _fold_vmap(_SqEuclidean.apply, info, in_dims, (x, y), (True, True))
+
+    @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        if _numba_f64(x, y) and not torch.is_grad_enabled():  # (create_graph: differentiable ops below)
+        if _numba_f64(x, y) and not torch.is_grad_enabled() and _plain():  # (else differentiable ops below)
             from ..kernels import numba_sqeuclidean
 
             gx, gy = numba_sqeuclidean.grad(x.detach().numpy(), y.detach().numpy(), g.detach().numpy(),
@@ -209,7 +242,9 @@ def _band(global_constraint, sakoe_chiba_radius, itakura_max_slope) -> tuple[int
     return BAND_KINDS.index(c.kind), (0.0 if c.param is None else float(c.param))
 
 
-def _check_lengths(lengths, batch: int, device: torch.device, name: str):
+def _check_lengths(lengths, batch: int, device: torch.device, name: str, size: int | None = None):
+    """Per-pair lengths as a tensor of shape ``(batch,)`` (None stays None), in ``[1, size]``
+    (checked here when ``size`` is given and not under torch.compile, else in the op)."""
     if lengths is None:
         return None
     if not isinstance(lengths, torch.Tensor):
@@ -220,6 +255,12 @@ def _check_lengths(lengths, batch: int, device: torch.device, name: str):
         raise ValueError(f"{name} must have shape ({batch},), got {tuple(lengths.shape)}")
     if lengths.device.type != "cpu" and lengths.device != device:
         raise ValueError(f"{name} is on {lengths.device} but the series are on {device}")
+    if size is not None and batch and not torch.compiler.is_compiling():
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1:
+            raise ValueError(f"{name} must be >= 1, got minimum {low}")
+        if high > size:
+            raise ValueError(f"{name} must be <= the padded length {size}, got maximum {high}")
     return lengths
 
 
@@ -244,18 +285,24 @@ def _check_gamma(gamma) -> tuple[float, torch.Tensor | None]:
     return spec.check_gamma(gamma), None
 
 
-class _LearnableGamma(torch.autograd.Function):
-    """The custom op's value with ``gamma`` a tensor that requires grad: the kernels' backward
-    gives ``d value / d gamma`` next to ``d value / d cost`` (the same sweep)."""
+class _Value(torch.autograd.Function):
+    """The custom op's value, first order: the backward is the kernels' (``softdtw::backward``),
+    with ``d value / d gamma`` next to ``d value / d cost`` (the same sweep) when ``gamma_t``
+    (the tensor gamma came from, or None) requires grad. An autograd.Function rather than the
+    op's registered autograd so that torch.func (grad, vjp, vmap) works through it."""
 
     @staticmethod
     def forward(cost, gamma_t, gamma, x_len, y_len, band_kind, band_param):
         return sdtw_forward(cost, gamma, x_len, y_len, band_kind, band_param)
 
     @staticmethod
+    def vmap(info, in_dims, *args):
+        return _fold_vmap(_Value.apply, info, in_dims, args, (True, False, False, True, True, False, False))
+
+    @staticmethod
     def setup_context(ctx, inputs, output):
         _, gamma_t, gamma, _, _, _, _ = inputs
-        ctx.gamma_like = (gamma_t.shape, gamma_t.dtype, gamma_t.device)
+        ctx.gamma_like = None if gamma_t is None else (gamma_t.shape, gamma_t.dtype, gamma_t.device)
         _ops.save_state(ctx, gamma, output)
 
     @staticmethod
@@ -265,11 +312,32 @@ class _LearnableGamma(torch.autograd.Function):
         warn_first_order()
         r, aux, xl, yl, lo, hi = ctx.saved_tensors
         need_cost, need_gamma = ctx.needs_input_grad[:2]
-        grad_cost, grad_gamma = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, need_gamma)
+        grad_cost, grad_gamma = _Grad.apply(r, aux, xl, yl, lo, hi, grad_value, ctx.gamma, need_gamma)
         if need_gamma:
             shape, dtype, device = ctx.gamma_like
             grad_gamma = grad_gamma.sum().to(dtype=dtype, device=device).reshape(shape)
         return (grad_cost if need_cost else None), (grad_gamma if need_gamma else None), None, None, None, None, None
+
+
+class _Grad(torch.autograd.Function):
+    """``softdtw::backward`` as a Function: it runs on plain tensors inside torch.func transforms
+    too (its vmap rule folds a vmapped dimension into the pairs). Constants for autograd."""
+
+    @staticmethod
+    def forward(r, aux, xl, yl, lo, hi, grad_value, gamma, need_gamma):
+        return sdtw_backward(r, aux, gamma, xl, yl, lo, hi, grad_value, need_gamma)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _fold_vmap(_Grad.apply, info, in_dims, args, (True,) * 7 + (False, False))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None,) * 9
 
 
 class _SecondOrder(torch.autograd.Function):
@@ -281,6 +349,10 @@ class _SecondOrder(torch.autograd.Function):
     @staticmethod
     def forward(cost, gamma, x_len, y_len, band_kind, band_param):
         return sdtw_forward(cost, gamma, x_len, y_len, band_kind, band_param)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _fold_vmap(_SecondOrder.apply, info, in_dims, args, (True, False, True, True, False, False))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -316,14 +388,29 @@ class _FusedSqEuclidean(torch.autograd.Function):
     """Soft-DTW of the squared Euclidean cost of float32 CPU ``x``, ``y`` through the numba
     kernel that forms the cost cell by cell and returns the gradients of ``x`` and ``y``
     (:func:`softdtw.kernels.numba_cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
-    gradient or torch ops around the kernel; ``R`` is the one float per cell kept."""
+    gradient or torch ops around the kernel; ``R`` is the one float per cell kept.
+
+    Returns ``(value, r, aux, x_len, y_len, lo, hi)`` (the backward's state, not
+    differentiable: callers take ``[0]``). The kernel reads no padding and gives NaN to a pair
+    with a non-finite entry; the backward applies the non-finite rule of docs/algorithm.md to
+    such pairs (NaN at their used positions where their upstream gradient is non-zero, 0 where
+    it is 0)."""
 
     @staticmethod
-    def forward(ctx, x, y, gamma, x_len, y_len, band_kind, band_param):
-        value, r, aux, xl, yl, lo, hi = _FusedSqEuclidean.run(x, y, gamma, x_len, y_len, band_kind, band_param, True)
-        ctx.save_for_backward(x, y)
-        ctx.state = (r, aux, xl, yl, lo, hi, gamma)
-        return torch.from_numpy(value)
+    def forward(x, y, gamma, x_len, y_len, band_kind, band_param):
+        return tuple(torch.from_numpy(a) for a in _FusedSqEuclidean.run(x, y, gamma, x_len, y_len, band_kind,
+                                                                        band_param, True))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.gamma = inputs[2]
+        ctx.save_for_backward(inputs[0], inputs[1], *output)
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _fold_vmap(_FusedSqEuclidean.apply, info, in_dims, args, (True, True, False, True, True, False, False))
 
     @staticmethod
     def run(x, y, gamma, x_len, y_len, band_kind, band_param, keep):
@@ -339,7 +426,7 @@ class _FusedSqEuclidean(torch.autograd.Function):
         xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
         yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
         return numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi,
-                                             keep) + (xl, yl, lo, hi)
+                                             keep, threads=torch.get_num_threads()) + (xl, yl, lo, hi)
 
     @staticmethod
     def values(x, y, gamma, x_len, y_len, band_kind, band_param):
@@ -349,17 +436,114 @@ class _FusedSqEuclidean(torch.autograd.Function):
         return torch.from_numpy(_FusedSqEuclidean.run(x, y, gamma, x_len, y_len, band_kind, band_param, False)[0])
 
     @staticmethod
-    def backward(ctx, grad_value):
+    def backward(ctx, grad_value, *_unused):
+        if grad_value is None:
+            return None, None, None, None, None, None, None
+        warn_first_order()
+        x, y, *state = ctx.saved_tensors
+        gx, gy = _FusedSqEuclideanGrad.apply(x, y, *state, grad_value, ctx.gamma, ctx.needs_input_grad[1])
+        return (gx if ctx.needs_input_grad[0] else None, gy if ctx.needs_input_grad[1] else None,
+                None, None, None, None, None)
+
+
+class _FusedSqEuclideanGrad(torch.autograd.Function):
+    """The kernel's backward of :class:`_FusedSqEuclidean` as a Function of its own, so that it
+    runs on plain tensors inside torch.func transforms too (a Function's forward does; its vmap
+    rule folds a vmapped dimension into the pairs). Returns ``(grad_x, grad_y)``, constants for
+    autograd (first order: ``second_order=True`` differentiates twice)."""
+
+    @staticmethod
+    def forward(x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y):
         from ..kernels import numba_cpu
 
-        warn_first_order()
-        x, y = ctx.saved_tensors
-        r, aux, xl, yl, lo, hi, gamma = ctx.state
         gv = grad_value.detach().to(torch.float32).contiguous().numpy()
-        gx, gy = numba_cpu.backward_sqeuclidean(r, aux, x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo,
-                                                hi, gv, need_y=ctx.needs_input_grad[1])
-        return (torch.from_numpy(gx) if ctx.needs_input_grad[0] else None,
-                torch.from_numpy(gy) if ctx.needs_input_grad[1] else None, None, None, None, None, None)
+        bad = np.isnan(value.numpy())  # finite inputs never give NaN: the pairs with a non-finite entry
+        if bad.any():
+            gv = np.where(bad, np.float32(0), gv)
+        gx, gy = numba_cpu.backward_sqeuclidean(r.numpy(), aux.numpy(), x.detach().numpy(), y.detach().numpy(),
+                                                gamma, xl.numpy(), yl.numpy(), lo.numpy(), hi.numpy(), gv,
+                                                need_y=need_y, threads=torch.get_num_threads())
+        gy = np.zeros_like(y.detach().numpy()) if gy is None else gy
+        if bad.any():  # the non-finite rule of docs/algorithm.md
+            hit = bad & (grad_value.detach().numpy() != 0)
+            for g, lengths in ((gx, xl.numpy()), (gy, yl.numpy())):
+                g[bad] = 0  # (a non-finite entry times a zero alignment)
+                g[hit] = np.where(np.arange(g.shape[1])[:, None] < lengths[hit, None, None], np.nan, 0)
+        return torch.from_numpy(gx), torch.from_numpy(gy)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _fold_vmap(_FusedSqEuclideanGrad.apply, info, in_dims, args,
+                          (True,) * 10 + (False, False))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None,) * 12
+
+
+class _NonFinitePairs(torch.autograd.Function):
+    """The non-finite rule of docs/algorithm.md around any route: ``value`` with NaN at the pairs
+    flagged ``bad``. The backward sends the other pairs' upstream gradient on to ``value`` (the
+    bad pairs' inputs were replaced by zeros before the route, :func:`_safe`, so their zero
+    upstream gives exact zeros there) and NaN to the used positions of the bad pairs' ``x``,
+    ``y`` (rows below ``x_len``, ``y_len``), ``cost`` (cells below both) and to ``gamma_t``
+    where their upstream gradient is non-zero. Any of ``x``, ``y``, ``cost``, ``gamma_t`` may
+    be None."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(value, bad, x_len, y_len, x, y, cost, gamma_t):
+        return torch.where(bad, torch.full_like(value, math.nan), value)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, bad, x_len, y_len, x, y, cost, gamma_t = inputs
+        ctx.save_for_backward(bad, x_len, y_len)
+        ctx.like = tuple(None if t is None else (t.shape, t.dtype) for t in (x, y, cost, gamma_t))
+
+    @staticmethod
+    def backward(ctx, g):
+        bad, x_len, y_len = ctx.saved_tensors
+        hit = bad & (g != 0)
+        grads = [torch.where(bad, torch.zeros_like(g), g), None, None, None]
+
+        def rows(n, lengths):
+            r = torch.arange(n, device=g.device)[None, :]
+            return r < r.new_tensor(n) if lengths is None else r < lengths.to(g.device)[:, None]
+
+        for k, like in enumerate(ctx.like):
+            if like is None or not ctx.needs_input_grad[4 + k]:
+                grads.append(None)
+                continue
+            shape, dtype = like
+            if k == 3:  # gamma_t
+                grads.append(torch.where(hit.any(), math.nan, 0.0).to(dtype).expand(shape).clone())
+                continue
+            used = rows(shape[1], x_len if k != 1 else y_len)
+            if k == 2:  # a cost: rows below x_len, columns below y_len
+                used = used[:, :, None] & rows(shape[2], y_len)[:, None, :]
+            else:
+                used = used[:, :, None]
+            used = used & hit[:, None, None]
+            grads.append(torch.where(used, math.nan, 0.0).to(dtype).expand(shape).contiguous())
+        return tuple(grads)
+
+
+def _safe(t: torch.Tensor, lengths, bad) -> torch.Tensor:
+    """``t`` (B, L, D) as the routes may read it: the rows past each pair's length replaced by
+    its last used row (edge padding: whatever the padding holds, NaN included, never reaches a
+    cost, its centring or a ``dist_func``, whose derivatives there are multiplied by an exact
+    0), and the pairs flagged ``bad`` (a non-finite entry) replaced by zeros (their values are
+    NaN by :class:`_NonFinitePairs`)."""
+    if lengths is not None:
+        idx = torch.arange(t.shape[1], device=t.device)[None, :].minimum(lengths.to(t.device)[:, None] - 1)
+        t = torch.gather(t, 1, idx[:, :, None].expand(-1, -1, t.shape[2]))
+    return torch.where(bad.to(t.device)[:, None, None], torch.zeros((), dtype=t.dtype, device=t.device), t)
 
 
 def _may_differentiate(*tensors: torch.Tensor) -> bool:
@@ -378,6 +562,11 @@ def _numba_eager(t: torch.Tensor) -> bool:
     needs the custom ops): the eager shortcuts below may call numba on NumPy views."""
     return (t.device.type == "cpu" and not torch.compiler.is_compiling()
             and _ops._numpy_kernel(_ops._kernel_module("cpu")))
+
+
+def _numba_data(t: torch.Tensor) -> bool:
+    """:func:`_numba_eager`, and ``t``'s data readable from NumPy (not wrapped by torch.func)."""
+    return _numba_eager(t) and _plain()
 
 
 def _fused(x: torch.Tensor, compute: torch.dtype) -> bool:
@@ -424,9 +613,7 @@ def _value(cost, gamma, x_len, y_len, band, gamma_t=None, mode="full"):
         return _SecondOrder.apply(cost, gamma, x_len, y_len, band[0], band[1])[0]
     if mode == "checkpoint":
         return _checkpoint_value(None, None, cost, gamma, x_len, y_len, band)
-    if gamma_t is not None:
-        return _LearnableGamma.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
-    return sdtw_forward(cost, gamma, x_len, y_len, band[0], band[1])[0]
+    return _Value.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
 
 
 def _first(n: int, lengths, device) -> torch.Tensor | None:
@@ -436,7 +623,7 @@ def _first(n: int, lengths, device) -> torch.Tensor | None:
 
 def _bad_series(t: torch.Tensor, lengths) -> torch.Tensor:
     """(B,) pairs with a non-finite entry in ``t[b, :lengths[b]]``."""
-    if t.dtype in (torch.float32, torch.float64) and t.dim() == 3 and _numba_eager(t):
+    if t.dtype in (torch.float32, torch.float64) and t.dim() == 3 and _numba_data(t):
         # one numba pass instead of six small torch ops (each an OpenMP region): 0.35 ms at
         # (64, 64, 8), about 1.3 ns per cell of the loss at (64, 64, 64, 8)
         from ..kernels import numba_cpu
@@ -449,25 +636,12 @@ def _bad_series(t: torch.Tensor, lengths) -> torch.Tensor:
 
 
 def _bad_cost(cost: torch.Tensor, x_len, y_len) -> torch.Tensor:
-    """(B,) pairs with a NaN in ``cost[b, :x_len[b], :y_len[b]]``."""
-    bad = torch.isnan(cost)
+    """(B,) pairs with a NaN or a -inf in ``cost[b, :x_len[b], :y_len[b]]`` (+inf is a forbidden cell)."""
+    bad = torch.isnan(cost) | (cost == -math.inf)
     cols = _first(cost.shape[2], y_len, cost.device)
     bad = (bad if cols is None else bad & cols[:, None, :]).any(-1)
     rows = _first(cost.shape[1], x_len, cost.device)
     return (bad if rows is None else bad & rows).any(-1)
-
-
-def _nan_guard(value, bad):
-    """NaN for the pairs flagged ``bad`` (a NaN in their cost), and no other pair's."""
-    return torch.where(bad, torch.full_like(value, float("nan")), value)
-
-
-def _bad_pairs(x, y, cost, dist_func, x_len, y_len):
-    # the default cost is NaN exactly where x or y is not finite: check the (B, N, D) inputs
-    # rather than the (B, N, M) cost
-    if dist_func is None:
-        return _bad_series(x, x_len) | _bad_series(y, y_len)
-    return _bad_cost(cost, x_len, y_len)
 
 
 def _pair_cost(x, y, dist_func, compute_dtype):
@@ -478,7 +652,24 @@ def _pair_cost(x, y, dist_func, compute_dtype):
     if not isinstance(cost, torch.Tensor) or tuple(cost.shape) != expected:
         got = tuple(cost.shape) if isinstance(cost, torch.Tensor) else type(cost).__name__
         raise ValueError(f"dist_func must return a tensor of shape {expected}, got {got}")
+    if cost.dtype == torch.bool or cost.dtype.is_complex:
+        raise TypeError(f"dist_func must return real numbers, got dtype {cost.dtype}")
     return cost.to(compute_dtype)
+
+
+def _one_length(lengths, name: str):
+    """The length of one (unbatched) pair as a (1,) tensor: a number, a 0-d or a (1,) array."""
+    if lengths is None:
+        return None
+    t = torch.as_tensor(lengths)
+    if t.numel() != 1:
+        raise ValueError(f"{name} must be one length for one unbatched pair (a number, shape () or (1,)), "
+                         f"got shape {tuple(t.shape)}")
+    return t.reshape(1)
+
+
+def _check_gamma_dtype(gamma: float, compute: torch.dtype, n: int, m: int) -> None:
+    spec.check_gamma_for(gamma, str(compute).removeprefix("torch."), n, m)
 
 
 def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Callable | None = None,
@@ -561,31 +752,62 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     band = _band(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     if not batched:
         x, y = x[None], y[None]
-        x_lengths = None if x_lengths is None else torch.as_tensor(x_lengths).reshape(1)
-        y_lengths = None if y_lengths is None else torch.as_tensor(y_lengths).reshape(1)
+        x_lengths, y_lengths = _one_length(x_lengths, "x_lengths"), _one_length(y_lengths, "y_lengths")
     batch = x.shape[0]
-    xl = _check_lengths(x_lengths, batch, x.device, "x_lengths")
-    yl = _check_lengths(y_lengths, batch, x.device, "y_lengths")
+    xl = _check_lengths(x_lengths, batch, x.device, "x_lengths", x.shape[1])
+    yl = _check_lengths(y_lengths, batch, x.device, "y_lengths", y.shape[1])
     compute, out = _dtypes(x, y)
+    _check_gamma_dtype(gamma, compute, x.shape[1], y.shape[1])
     mode = _mode(memory, second_order, gamma_t)
 
     def pair_value(a, b, al, bl):
-        if mode == "checkpoint" and dist_func is None:  # no cost matrix at all
-            v = _checkpoint_value(a.to(compute), b.to(compute), None, gamma, al, bl, band)
-            return _nan_guard(v, _bad_series(a, al) | _bad_series(b, bl))
         if mode == "full" and dist_func is None and gamma_t is None and _fused(a, compute):
-            # (the kernel gives NaN to the pairs with a non-finite entry: no torch guard)
-            if _may_differentiate(a, b):
-                return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
+            # (the kernel reads no padding and gives NaN to the pairs with a non-finite entry)
+            if _may_differentiate(a, b) or not _plain():
+                return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])[0]
             return _FusedSqEuclidean.values(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
-        cost = _pair_cost(a, b, dist_func, compute)
-        return _nan_guard(_value(cost, gamma, al, bl, band, gamma_t, mode), _bad_pairs(a, b, cost, dist_func, al, bl))
+        # every other route reads the inputs through _safe and ends in _NonFinitePairs
+        bad = _bad_series(a, al) | _bad_series(b, bl)
+        sa, sb = _safe(a, al, bad), _safe(b, bl, bad)
+        if mode == "checkpoint" and dist_func is None:  # no cost matrix at all
+            v = _checkpoint_value(sa.to(compute), sb.to(compute), None, gamma, al, bl, band)
+        else:
+            cost = _pair_cost(sa, sb, dist_func, compute)
+            if dist_func is not None:  # a NaN or -inf the user's cost makes of finite series
+                bad_cost = _bad_cost(cost, al, bl)
+                cost = torch.where(bad_cost[:, None, None], torch.zeros((), dtype=cost.dtype, device=cost.device),
+                                   cost)
+                bad = bad | bad_cost
+            v = _value(cost, gamma, al, bl, band, gamma_t, mode)
+        # (one tensor for two inputs, as in the divergence's self terms, is one input: dynamo
+        # traces no Function given a tensor twice)
+        if bl is not None and bl is al:
+            bl = bl.clone()
+        return _NonFinitePairs.apply(v, bad, al, bl, a, None if b is a else b, None, gamma_t)
 
     value = pair_value(x, y, xl, yl)
     if normalize:
         value = value - (pair_value(x, x, xl, xl) + pair_value(y, y, yl, yl)) / 2
+    _check_overflow(value, gamma, compute)
     value = value.to(out)
     return value if batched else value[0]
+
+
+def _check_overflow(value: torch.Tensor, gamma: float, compute: torch.dtype) -> None:
+    """Finite series never give an infinite value, except where ``cost / gamma`` overflows the
+    compute dtype (a gamma far below the costs: the kernels work in units of gamma): raise
+    rather than return it. Checked on CPU, where it costs no device synchronisation."""
+    if value.device.type == "cpu" and _plain() and not torch.compiler.is_compiling() \
+            and bool(torch.isinf(value.detach()).any()):
+        name = str(compute).removeprefix("torch.")
+        raise ValueError(f"gamma={gamma!r} is too small for {name} at these costs: cost / gamma overflows "
+                         f"{name}; use a larger gamma (or float64 inputs)")
+
+
+# float32's smallest normal and 1/16 of its largest number over log(3): the gamma bounds of
+# spec.check_gamma_for, for the common call (which leaves any other gamma to the checked path)
+_F32_TINY = float(np.finfo(np.float32).tiny)
+_F32_ENTROPY_MAX = float(np.finfo(np.float32).max) / 16 / math.log(3.0)
 
 
 def _common_call(x, y, gamma):
@@ -601,12 +823,16 @@ def _common_call(x, y, gamma):
         return None
     batch, n, d = x.shape
     if (y.shape[0] != batch or y.shape[2] != d or batch < 1 or n < 1 or y.shape[1] < 1 or d < 1
-            or not 0 < gamma < math.inf or y.device.type != "cpu" or not _fused(x, torch.float32)):
+            or not _F32_TINY <= gamma or gamma * (n + y.shape[1]) > _F32_ENTROPY_MAX
+            or y.device.type != "cpu" or not _fused(x, torch.float32)):
         return None
     gamma = float(gamma)
-    if _may_differentiate(x, y):
-        return _FusedSqEuclidean.apply(x, y, gamma, None, None, 0, 0.0)
-    return _FusedSqEuclidean.values(x, y, gamma, None, None, 0, 0.0)
+    if _may_differentiate(x, y) or not _plain():
+        value = _FusedSqEuclidean.apply(x, y, gamma, None, None, 0, 0.0)[0]
+    else:
+        value = _FusedSqEuclidean.values(x, y, gamma, None, None, 0, 0.0)
+    _check_overflow(value, gamma, torch.float32)
+    return value
 
 
 def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths):
@@ -616,11 +842,11 @@ def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_ma
     band = _band(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     if not batched:
         cost = cost[None]
-        x_lengths = None if x_lengths is None else torch.as_tensor(x_lengths).reshape(1)
-        y_lengths = None if y_lengths is None else torch.as_tensor(y_lengths).reshape(1)
-    xl = _check_lengths(x_lengths, cost.shape[0], cost.device, "x_lengths")
-    yl = _check_lengths(y_lengths, cost.shape[0], cost.device, "y_lengths")
+        x_lengths, y_lengths = _one_length(x_lengths, "x_lengths"), _one_length(y_lengths, "y_lengths")
+    xl = _check_lengths(x_lengths, cost.shape[0], cost.device, "x_lengths", cost.shape[1])
+    yl = _check_lengths(y_lengths, cost.shape[0], cost.device, "y_lengths", cost.shape[2])
     compute, out = _dtypes(cost)
+    _check_gamma_dtype(gamma, compute, cost.shape[1], cost.shape[2])
     return cost.to(compute), (gamma, gamma_t), batched, band, xl, yl, out
 
 
@@ -678,8 +904,11 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
     """
     cost, (gamma, gamma_t), batched, band, xl, yl, out = _prepare_cost(
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
-    value = _nan_guard(_value(cost, gamma, xl, yl, band, gamma_t, _mode(memory, second_order, gamma_t)),
-                       _bad_cost(cost, xl, yl)).to(out)
+    mode = _mode(memory, second_order, gamma_t)
+    bad = _bad_cost(cost, xl, yl)
+    safe = torch.where(bad[:, None, None], torch.zeros((), dtype=cost.dtype, device=cost.device), cost)
+    value = _NonFinitePairs.apply(_value(safe, gamma, xl, yl, band, gamma_t, mode), bad, xl, yl, None, None, cost,
+                                  gamma_t).to(out)
     return value if batched else value[0]
 
 
@@ -728,8 +957,15 @@ def soft_dtw_alignment_from_cost(cost, gamma: float = 1.0, *, global_constraint=
     """
     cost, (gamma, _), batched, band, xl, yl, out = _prepare_cost(
         cost.detach(), gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
-    value, r, aux, xl_, yl_, lo, hi = sdtw_forward(cost, gamma, xl, yl, band[0], band[1])
+    bad = _bad_cost(cost, xl, yl)
+    safe = torch.where(bad[:, None, None], torch.zeros((), dtype=cost.dtype, device=cost.device), cost)
+    value, r, aux, xl_, yl_, lo, hi = sdtw_forward(safe, gamma, xl, yl, band[0], band[1])
     alignment, _ = sdtw_backward(r, aux, gamma, xl_, yl_, lo, hi, torch.ones_like(value), False)
+    # the non-finite rule (docs/algorithm.md): NaN for a pair with a NaN or -inf in a used cell
+    used = (torch.arange(cost.shape[1], device=cost.device)[None, :, None] < xl_[:, None, None]) & \
+        (torch.arange(cost.shape[2], device=cost.device)[None, None, :] < yl_[:, None, None])
+    alignment = torch.where(bad[:, None, None] & used, math.nan, alignment)
+    value = torch.where(bad, math.nan, value)
     alignment, value = alignment.to(out), value.to(out)
     return (alignment, value) if batched else (alignment[0], value[0])
 

@@ -49,13 +49,24 @@ def result_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return out
 
 
+def _as_tensor(s, name: str) -> torch.Tensor:
+    """A tensor as it is; anything else (a NumPy array, nested lists) through NumPy, so that
+    Python floats and float64 arrays give float64 tensors (on the CPU)."""
+    if isinstance(s, torch.Tensor):
+        return check_dataset(s, name)
+    a = np.asarray(s)
+    spec.check_dtype_kind(a.dtype.kind, name)
+    return torch.as_tensor(a)
+
+
 def _padded(X, name: str):
-    """``(tensor (n, L, D), lengths int64 (n,) or None)`` from a tensor or from a list of
-    ``(L_i, D)`` tensors (zero-padded to the longest; autograd reaches every listed tensor)."""
+    """``(tensor (n, L, D), lengths int64 (n,) or None)`` from a tensor, an array or nested lists
+    ``(n, L, D)``, or from a list of ``(L_i, D)`` series (tensors, arrays or nested lists),
+    zero-padded to the longest; autograd reaches every listed tensor. NaN padding is left to
+    :func:`nan_padding`."""
     if not isinstance(X, (list, tuple)):
-        return check_dataset(X, name), None
-    for k, s in enumerate(X):
-        check_dataset(s, f"{name}[{k}]")
+        return _as_tensor(X, name), None
+    X = [_as_tensor(s, f"{name}[{k}]") for k, s in enumerate(X)]
     _pairwise.check_series_shapes([tuple(s.shape) for s in X], name)
     for s in X:
         if s.device != X[0].device:
@@ -66,6 +77,42 @@ def _padded(X, name: str):
     lengths = torch.tensor([s.shape[0] for s in X], dtype=torch.int64)
     data = torch.nn.utils.rnn.pad_sequence([s.to(dtype) for s in X], batch_first=True)
     return data, (None if bool((lengths == lengths[0]).all()) else lengths)
+
+
+def nan_padding(t: torch.Tensor, lengths, name: str):
+    """tslearn's variable-length convention on a padded dataset.
+
+    Parameters
+    ----------
+    t : Tensor, shape (n, L, D)
+        A validated dataset; not modified.
+    lengths : int64 Tensor, shape (n,), or None
+        The series' lengths when known (a list of series), else all ``L``.
+    name : str
+        The dataset's name in error messages.
+
+    Returns
+    -------
+    data : Tensor, shape (n, L', D)
+        ``t`` itself when it holds no NaN; else ``t`` cut to its longest series (``L'``) with
+        the NaN padding replaced by 0 (by ``torch.where``: autograd reaches ``t``, with
+        gradient exactly 0 at the padding).
+    lengths : int64 Tensor, shape (n,), on the CPU, or None
+        None when every series has length ``L'``.
+
+    Raises
+    ------
+    ValueError
+        A NaN that is not padding (:func:`softdtw._pairwise.nan_padded_lengths`).
+    """
+    if not t.dtype.is_floating_point or not bool(torch.isnan(t).any()):
+        return t, lengths
+    copy = t.detach().to("cpu", torch.float64 if t.dtype == torch.float64 else torch.float32).numpy()
+    n = _pairwise.nan_padded_lengths(copy, name, None if lengths is None else lengths.numpy())
+    size = int(n.max())
+    t = t[:, :size]
+    data = torch.where(torch.isnan(t), torch.zeros((), dtype=t.dtype, device=t.device), t)
+    return data, (None if bool((n == size).all()) else torch.from_numpy(n))
 
 
 def _values(a, b, ii, jj, gamma, band, la, lb):
@@ -116,11 +163,14 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
 
     Parameters
     ----------
-    X : Tensor, shape (n, N, D), or a list of n tensors of shapes (N_i, D)
-    Y : Tensor, shape (m, M, D), or a list of m tensors of shapes (M_j, D), optional
-        None compares ``X`` with itself (a symmetric matrix). Same device as ``X``. Lists hold
-        series of different lengths (each pair uses its own lengths, as tslearn's variable-length
-        datasets); gradients reach every listed tensor.
+    X : Tensor or array_like, shape (n, N, D), or a list of n series of shapes (N_i, D)
+        A dataset in tslearn's conventions: series of different lengths come as a list (each
+        pair uses its own lengths), or padded with NaN (trailing time steps whose features are
+        all NaN end a series, as ``tslearn.utils.to_time_series_dataset`` pads). NumPy arrays
+        and nested lists are accepted too (converted by ``torch.as_tensor``; Python floats give
+        float64). Gradients reach every given tensor, 0 at its padding; ``X`` is not modified.
+    Y : Tensor or array_like, shape (m, M, D), or a list of m series of shapes (M_j, D), optional
+        As ``X``; None compares ``X`` with itself (a symmetric matrix). Same device as ``X``.
     gamma : float > 0
     normalize : bool
         The soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
@@ -135,6 +185,11 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     -------
     Tensor, shape (n, m) (or (n, n)), on the device of ``X``, in the dtype :func:`soft_dtw`
     returns (float64 stays float64; float16/bfloat16 are computed in float32).
+
+    Raises
+    ------
+    ValueError
+        A NaN inside a series (not trailing padding), naming the series and the time step.
 
     Examples
     --------
@@ -158,6 +213,11 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     band = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
                 itakura_max_slope=itakura_max_slope)
+    X, lx = nan_padding(X, lx, "X")
+    if Y is not None:
+        Y, ly = nan_padding(Y, ly, "Y")
+    # lengths on the data's device: the chunks index them with the pair indices
+    lx, ly = (None if lt is None else lt.to(X.device) for lt in (lx, ly))
     b, lb = (X, lx) if Y is None else (Y, ly)
     chunk = _pairwise.check_chunk_size(chunk_size, X.shape[1], b.shape[1])
     dtype = result_dtype(X, b)

@@ -90,8 +90,9 @@ def _to_torch(a):
 
 def _call(module, fn_name, *args):
     fn = getattr(module, fn_name)
-    if _numpy_kernel(module):
-        return tuple(_to_torch(o) for o in fn(*(_to_numpy(a) for a in args)))
+    if _numpy_kernel(module):  # on torch's thread count (torch.set_num_threads), not numba's
+        out = fn(*(_to_numpy(a) for a in args), threads=torch.get_num_threads())
+        return tuple(_to_torch(o) for o in out)
     return fn(*args)
 
 
@@ -197,7 +198,9 @@ def _setup_context(ctx, inputs, output):
 
 def warn_first_order():
     """Under ``create_graph=True`` the kernels' gradient is returned as a constant (no graph)."""
-    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    # (torch.func's grad runs every backward with grad enabled: only plain autograd can tell)
+    if (torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and torch._C._functorch.peek_interpreter_stack() is None):
         warnings.warn("soft-DTW's gradient is not differentiable unless second_order=True: under "
                       "create_graph=True it enters the graph as a constant", stacklevel=3)
 
