@@ -395,3 +395,15 @@ def test_inf_in_a_dataset_series_gives_nan_entries():
         sd.soft_dtw_barycenter(X, GAMMA)
     given[1, 2, 1] = np.inf
     np.testing.assert_array_equal(X, given)  # the caller's dataset is not written
+
+
+def test_thread_count_follows_numba(monkeypatch):
+    """NumPy's kernels (cdist) run on numba's setting: no thread count is imposed on them."""
+    from softdtw.kernels import numba_cpu
+
+    seen = []
+    real = numba_cpu._threads
+    monkeypatch.setattr(numba_cpu, "_threads", lambda threads=None: seen.append(threads) or real(threads))
+    X = np.random.default_rng(0).standard_normal((70, 6, 2))
+    sd.cdist_soft_dtw(X, gamma=1.0)
+    assert seen and all(t is None for t in seen)

@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -180,7 +181,9 @@ def test_torch_func_equals_autograd(dtype, d):
 
 
 def _fork_and_call(fn):
-    pid = os.fork()
+    with warnings.catch_warnings():  # (JAX, once imported by another test, warns at every fork)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         signal.alarm(60)
         try:
@@ -282,3 +285,37 @@ def test_numpy_reference_still_agrees_on_padding():
     x = torch.randn(1, 3, 2, generator=g, dtype=torch.float64)
     y = torch.randn(1, 2, 2, generator=g, dtype=torch.float64)
     assert np.allclose(soft_dtw(x, y, 1.0).numpy(), ref.soft_dtw(x.numpy(), y.numpy(), 1.0), rtol=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="no SIGINT")
+@pytest.mark.parametrize("route", ["float64", "padded", "checkpoint"])
+def test_a_call_after_an_interrupted_call(route):
+    """Ctrl-C during a call (the kernels' threads running) leaves nothing behind: the next
+    call gives the bits of an undisturbed one."""
+    x = torch.randn(512, 60, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(512, 50, 3, dtype=torch.float64)
+    want_x = torch.randn(64, 30, 3, dtype=torch.float64)
+    want_y = torch.randn(64, 20, 3, dtype=torch.float64)
+
+    def small():
+        xx = want_x.clone().requires_grad_(True)
+        v = {"float64": lambda: soft_dtw(xx, want_y, 1.0),
+             "padded": lambda: soft_dtw(xx.float(), want_y.float(), 1.0, x_lengths=torch.arange(64) % 30 + 1),
+             "checkpoint": lambda: soft_dtw(xx, want_y, 1.0, memory="checkpoint")}[route]()
+        v.sum().backward()
+        return v.detach(), xx.grad
+
+    want = small()
+    interrupted = False
+    timer = threading.Timer(0.02, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        for _ in range(200):  # until the interrupt lands inside a call
+            CPU_ROUTES[route](x, y)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        timer.cancel()
+    assert interrupted
+    got = small()
+    assert all(torch.equal(a, b) for a, b in zip(got, want))

@@ -23,8 +23,12 @@ for device in ("cpu", "cuda"):
             CASES.append(pytest.param(real, dtype, id=f"{key}:{device}:{dtype}", marks=marks))
 
 
-@pytest.mark.parametrize("real, dtype", CASES)
-@pytest.mark.parametrize("prop", list(properties.PROPERTIES))
+CASES = [pytest.param(c.values[0], c.values[1], prop, id=f"{prop}-{c.id}", marks=c.marks)
+         for prop in properties.PROPERTIES for c in CASES
+         if isinstance(c.values[0], str) or properties.applies(prop, c.values[0])]
+
+
+@pytest.mark.parametrize("real, dtype, prop", CASES)
 def test_property(real, dtype, prop):
     if isinstance(real, str):
         pytest.fail(f"realization unavailable in the test environment: {real}")

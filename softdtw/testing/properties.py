@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -294,6 +295,153 @@ def dist_func(real: Realization, dtype: str, stats: Stats):
     return prop
 
 
+# features that reach every route: D <= 2 (exact cost), 3..8 (torch's fused kernel in float32),
+# 9 (the centred matmul), 33 and 40 (JAX's matmul form)
+ROUTE_FEATURES = (1, 2, 3, 8, 9, 33, 40)
+PADDING = (0.0, 1e30, -1e30, math.nan, math.inf)
+
+
+def padding(real: Realization, dtype: str, stats: Stats):
+    """Padding never matters: whatever the padding holds (0, +-1e30, NaN, inf), the values and
+    the gradients at the used positions are the unpadded pair's, and exactly 0 at padding."""
+
+    @given(problems(lengths=(2, 3, 5), features=ROUTE_FEATURES, batches=(2,)), st.sampled_from(PADDING),
+           st.booleans(), st.integers(0, 2**32 - 1))
+    def prop(problem, pad, normalize, seed):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        rng = np.random.default_rng(seed)
+        xl = rng.integers(1, x.shape[1] + 1, size=2)
+        yl = rng.integers(1, y.shape[1] + 1, size=2)
+        xp, yp = x.copy(), y.copy()
+        for b in range(2):
+            xp[b, xl[b]:] = pad
+            yp[b, yl[b]:] = pad
+        w = _weights(2)
+        v, gx, gy = real.pair(xp, yp, gamma, dtype, w, normalize=normalize, x_lengths=xl, y_lengths=yl)
+        for k in range(2):
+            v1, gx1, gy1 = real.pair(x[k:k + 1, :xl[k]], y[k:k + 1, :yl[k]], gamma, dtype, w[k:k + 1],
+                                     normalize=normalize)
+            stats.value(v[k], v1[0], dtype, f"padded with {pad} vs unpadded")
+            stats.grad(gx[k, :xl[k]], gx1[0], dtype, f"padded with {pad} vs unpadded, gradient w.r.t. x")
+            stats.grad(gy[k, :yl[k]], gy1[0], dtype, f"padded with {pad} vs unpadded, gradient w.r.t. y")
+            if np.any(gx[k, xl[k]:] != 0) or np.any(gy[k, yl[k]:] != 0):
+                raise Mismatch(f"padding {pad}: padded positions got a non-zero gradient")
+        stats.cases += 1
+
+    return prop
+
+
+def offset(real: Realization, dtype: str, stats: Stats):
+    """Series far from 0 (around 1e3, 1e4), up to 64 features: the values of the same numbers in
+    float64 (the reference) to the dtype's tolerance (the cost must not cancel)."""
+
+    @given(problems(lengths=(2, 5, 8), features=(1, 3, 9, 33, 64), scale_range=(0.5, 2.0), gamma=gammas(1e-1, 1e1)),
+           st.sampled_from((1e3, 1e4)))
+    def prop(problem, shift):
+        x, y, gamma = problem
+        x, y = _round(x + shift, dtype), _round(y + shift, dtype)
+        import softdtw.numpy as ref
+
+        w = np.ones(x.shape[0])
+        v, _, _ = real.pair(x, y, gamma, dtype, w)
+        stats.value(v, ref.soft_dtw(x, y, gamma), dtype, f"series around {shift:g}")
+        stats.cases += 1
+
+    return prop
+
+
+def extreme_gamma(real: Realization, dtype: str, stats: Stats):
+    """Any gamma > 0, down to the subnormals and up to 1e300: finite values and gradients, or a
+    ValueError that names gamma; never a silent inf or NaN."""
+
+    @given(problems(lengths=(1, 3, 8), gamma=st.just(1.0)), st.floats(-323.5, 300.0))
+    def prop(problem, log_gamma):
+        x, y, _ = problem
+        gamma = float(10.0**log_gamma)
+        assume(gamma > 0)
+        x, y = _round(x, dtype), _round(y, dtype)
+        try:
+            v, gx, gy = real.pair(x, y, gamma, dtype, np.ones(x.shape[0]))
+        except ValueError as e:
+            if "gamma" not in str(e):
+                raise Mismatch(f"gamma={gamma!r}: a ValueError that does not name gamma: {e}") from e
+            stats.cases += 1
+            return
+        for name, a in (("value", v), ("gradient w.r.t. x", gx), ("gradient w.r.t. y", gy)):
+            if not np.all(np.isfinite(a)):
+                raise Mismatch(f"gamma={gamma!r}: {name} is not finite and no ValueError was raised: {a}")
+        stats.cases += 1
+
+    return prop
+
+
+def threads(real: Realization, dtype: str, stats: Stats):
+    """Four threads calling at once get the bits of one call alone."""
+    import threading
+
+    @given(problems(lengths=(5, 13), batches=(3,), features=(2, 9)))
+    def prop(problem):
+        x, y, gamma = problem
+        _conditioned(x, y, gamma, dtype)
+        x, y = _round(x, dtype), _round(y, dtype)
+        w = _weights(3)
+        want = real.pair(x, y, gamma, dtype, w)
+        got, errors = [None] * 4, []
+
+        def work(k):
+            try:
+                got[k] = real.pair(x, y, gamma, dtype, w)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        pool = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        if errors:
+            raise Mismatch(f"a call from one of 4 threads raised {errors[0]!r}")
+        for out in got:
+            if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(out, want)):
+                raise Mismatch("4 threads at once gave other bits than one call")
+        stats.cases += 1
+
+    return prop
+
+
+def fork(real: Realization, dtype: str, stats: Stats):
+    """A child forked after a call (the kernels' threads started) finishes its own call.
+    (JAX does not support fork: its realization is not checked for it.)"""
+    import os
+    import signal
+
+    @given(problems(lengths=(13,), batches=(3,)))
+    def prop(problem):
+        x, y, gamma = problem
+        x, y = np.repeat(_round(x, dtype), 30, axis=0), np.repeat(_round(y, dtype), 30, axis=0)
+        w = np.ones(x.shape[0])
+        want = real.pair(x, y, gamma, dtype, w, x_lengths=np.full(x.shape[0], x.shape[1]))
+        with warnings.catch_warnings():  # (JAX, once imported, warns at every fork of the process)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(60)
+            try:
+                got = real.pair(x, y, gamma, dtype, w, x_lengths=np.full(x.shape[0], x.shape[1]))
+                os._exit(0 if all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want)) else 3)
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            raise Mismatch(f"a forked child's call did not finish cleanly (wait status {status}: 14 = hung, "
+                           f"killed by its alarm)")
+        stats.cases += 1
+
+    return prop
+
+
 PROPERTIES: dict[str, Callable] = {
     "agreement": agreement,
     "cost_gradient": cost_gradient,
@@ -305,7 +453,26 @@ PROPERTIES: dict[str, Callable] = {
     "finite": finite,
     "lengths": lengths,
     "dist_func": dist_func,
+    "padding": padding,
+    "offset": offset,
+    "extreme_gamma": extreme_gamma,
+    "threads": threads,
+    "fork": fork,
 }
+
+
+def applies(name: str, real: Realization) -> bool:
+    """Whether property ``name`` concerns ``real``: forks and threads concern the routes a user
+    runs on a CPU, not the Triton interpreter (a test tool, not thread-safe), and JAX does not
+    support ``os.fork`` (its runtime is multithreaded)."""
+    import os
+
+    interpreted = real.name == "torch-triton" and real.device == "cpu"
+    if name == "threads":
+        return not interpreted
+    if name == "fork":
+        return hasattr(os, "fork") and not interpreted and real.name != "jax"
+    return True
 
 
 @dataclass
@@ -325,6 +492,8 @@ def run(real: Realization, dtype: str, names=None, max_examples: int | None = No
     if max_examples is not None:
         kw["max_examples"] = max_examples
     for name in names or PROPERTIES:
+        if not applies(name, real):
+            continue
         prop = PROPERTIES[name](real, dtype, result.stats)
         test = settings(**kw)(prop)
         out = io.StringIO()
