@@ -718,3 +718,28 @@ def test_run_threads_lets_go_of_the_work_when_it_returns(monkeypatch):
     finally:
         gc.enable()
         time.sleep(0.25)  # the pool's worker is back in its loop before the patch goes
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.parametrize("threads", [2, 3])
+def test_pool_works_in_a_forked_child(threads):
+    """The kernels' thread pool, used by the parent, is re-made in a forked child (it hung there:
+    work submitted to the parent's executor waited forever for threads the child does not have)."""
+    import signal
+    import warnings
+
+    from softdtw.kernels import numba_cpu
+
+    done = []
+    numba_cpu._run_blocks(done.append, 8, threads)
+    assert sorted(done) == list(range(8))
+    with warnings.catch_warnings():  # (JAX, once imported by another test, warns at every fork)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        signal.alarm(20)
+        seen = []
+        numba_cpu._run_blocks(seen.append, 8, threads)
+        os._exit(0 if sorted(seen) == list(range(8)) else 3)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, f"the child's call did not finish (wait status {status}; 14: hung until its alarm)"

@@ -187,6 +187,10 @@ def _fork_and_call(fn):
     if pid == 0:  # pragma: no cover - the child
         signal.alarm(60)
         try:
+            # as DataLoader workers do: torch's own OpenMP pool hangs a forked child whose parent
+            # used it (plain torch ops too). The kernels' pool after a fork is tested in
+            # test_kernel_numba_cpu.py, where the child runs it on two threads.
+            torch.set_num_threads(1)
             fn()
         except BaseException:
             os._exit(1)

@@ -429,6 +429,12 @@ def fork(real: Realization, dtype: str, stats: Stats):
         if pid == 0:  # pragma: no cover - the child
             signal.alarm(60)
             try:
+                if real.name.startswith("torch"):
+                    # as DataLoader workers do: torch's own OpenMP pool hangs a forked child
+                    # whose parent used it (plain torch ops too); the kernels follow this count
+                    import torch
+
+                    torch.set_num_threads(1)
                 got = real.pair(x, y, gamma, dtype, w, x_lengths=np.full(x.shape[0], x.shape[1]))
                 os._exit(0 if all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want)) else 3)
             except BaseException:  # noqa: BLE001
