@@ -560,7 +560,7 @@ def test_fused_values_without_grad_keep_no_state(monkeypatch, kw):
     want = soft_dtw(x, y, 0.3, **kw).detach()
     keeps = []
     fwd = numba_cpu.forward_sqeuclidean
-    monkeypatch.setattr(numba_cpu, "forward_sqeuclidean", lambda *a: keeps.append(a[-1]) or fwd(*a))
+    monkeypatch.setattr(numba_cpu, "forward_sqeuclidean", lambda *a, **k: keeps.append(a[-1]) or fwd(*a, **k))
     with torch.no_grad():
         got_no_grad = soft_dtw(x, y, 0.3, **kw)
     with torch.inference_mode():

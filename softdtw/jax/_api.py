@@ -7,6 +7,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from .. import spec
 from . import _core
@@ -64,31 +65,52 @@ def _gamma(gamma, dtype):
 
 
 class _Lengths:
-    """Per-pair lengths, concrete (NumPy, validated) or traced (JAX, shape and dtype checked)."""
+    """Per-pair lengths, concrete (NumPy, validated) or traced (JAX, shape and dtype checked).
+
+    Traced lengths out of ``[1, size]`` cannot raise: they are clamped into it (so that the
+    pair is well formed) and flagged in ``bad`` (``(B,)``, None for concrete lengths), which
+    makes the pair's value NaN.
+    """
 
     def __init__(self, lengths, batch: int, size: int, name: str, batched: bool):
-        self.size = size
+        self.size, self.value, self.traced, self.bad = size, None, False, None
         if lengths is None:
-            self.value, self.traced = None, False
             return
         if not batched:
+            if np.shape(lengths) not in ((), (1,)):
+                raise ValueError(f"{name} must have shape () or (1,) for one pair, got {np.shape(lengths)}")
             lengths = jnp.reshape(lengths, (1,)) if _is_tracer(lengths) else np.reshape(lengths, (1,))
         if _is_tracer(lengths):
             if not jnp.issubdtype(lengths.dtype, jnp.integer):
                 raise TypeError(f"{name} must hold integers, got dtype {lengths.dtype}")
             if lengths.shape != (batch,):
                 raise ValueError(f"{name} must have shape ({batch},), got {lengths.shape}")
-            self.value, self.traced = lengths.astype(jnp.int32), True
+            self.bad = (lengths < 1) | (lengths > size)
+            self.value, self.traced = jnp.clip(lengths, 1, size).astype(jnp.int32), True
             return
         arr = spec.check_lengths(np.asarray(lengths), batch, size, name)
         self.value = None if np.all(arr == size) else arr
-        self.traced = False
 
     def full(self, batch: int) -> np.ndarray:
         return np.full(batch, self.size, np.int64) if self.value is None else self.value
 
     def jnp(self, batch: int):
         return jnp.asarray(self.full(batch) if not self.traced else self.value, jnp.int32)
+
+    def zero_padding(self, a):
+        """``a`` ``(B, size, D)`` with the steps beyond the lengths set to 0 (gradient 0 there)."""
+        if self.value is None:
+            return a
+        steps = (jnp if self.traced else np).arange(self.size)
+        return jnp.where((steps[None, :] < self.value[:, None])[:, :, None], a, jnp.zeros_like(a))
+
+
+def _flags(bad, *lengths: _Lengths):
+    """``bad`` (``(B,)`` or None) or'ed with the flags of traced lengths out of range."""
+    for lens in lengths:
+        if lens.bad is not None:
+            bad = lens.bad if bad is None else bad | lens.bad
+    return bad
 
 
 def _terminal(xl: _Lengths, yl: _Lengths, batch: int):
@@ -141,7 +163,9 @@ def sqeuclidean_cost(x, y):
     with no factor 1/2 (tslearn's convention).
 
     Never forms a ``(..., N, M, D)`` array: the sum over features is written out (up to 32
-    features), else :math:`\lVert x_i \rVert^2 + \lVert y_j \rVert^2 - 2 x_i \cdot y_j` clamped at 0.
+    features), else :math:`\lVert x_i \rVert^2 + \lVert y_j \rVert^2 - 2 x_i \cdot y_j` after
+    centring each pair on the mean of its time steps (which keeps float32 accurate far from the
+    origin), clamped at 0.
 
     Parameters
     ----------
@@ -160,43 +184,82 @@ def sqeuclidean_cost(x, y):
     >>> sqeuclidean_cost(jnp.zeros((2, 1)), jnp.ones((3, 1))).tolist()
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
+    return _sqeuclidean(x, y, x.shape[-2], y.shape[-2])
+
+
+def _sqeuclidean(x, y, nx, ny):
+    """:func:`sqeuclidean_cost` of series whose steps beyond ``nx`` and ``ny`` (ints, or arrays
+    ``(B,)`` for a batch) are 0: the matrix product form centres each pair on the mean of its
+    used steps of ``x`` and ``y`` together (the cancellation of ``|x|^2 + |y|^2 - 2 x.y`` grows
+    with ``|x|^2``: 33% error in float32 at 1e4 from the origin without it). The mean is a
+    constant shift (the cost does not change), so no gradient goes through it; its non-finite
+    entries are left out of it (they make their own rows and columns non-finite only)."""
     if x.shape[-1] <= _FUSED_MAX_FEATURES:
         out = None
         for d in range(x.shape[-1]):
             t = x[..., :, None, d] - y[..., None, :, d]
             out = t * t if out is None else out + t * t
         return out
+
+    def total(a):
+        return jnp.sum(jnp.where(jnp.isfinite(a), a, jnp.zeros_like(a)), axis=-2)
+
+    count = jnp.asarray(nx + ny, x.dtype)[..., None]
+    mu = lax.stop_gradient((total(x) + total(y)) / count)[..., None, :]
+    x, y = x - mu, y - mu
     xx = jnp.sum(x * x, axis=-1)[..., :, None]
     yy = jnp.sum(y * y, axis=-1)[..., None, :]
     xy = jnp.einsum("...nd,...md->...nm", x, y)
     return jnp.maximum(xx + yy - 2 * xy, 0)
 
 
-def _values_from_cost(cost, gamma, constraint, xl: _Lengths, yl: _Lengths):
-    """Values ``(B,)`` of a batch of cost matrices ``(B, N, M)`` (compute dtype)."""
+def _values_from_cost(cost, gamma, constraint, xl: _Lengths, yl: _Lengths, bad=None, targets=()):
+    """Values ``(B,)`` of a batch of cost matrices ``(B, N, M)`` (compute dtype); ``bad`` and
+    ``targets`` as :func:`softdtw.jax._core.sdtw_diagonals` (NaN and ``-inf`` in a used cell
+    flag their pair there; the cells not used are +inf, whatever ``cost`` holds)."""
     batch, n, m = cost.shape
     valid = _valid(n, m, batch, xl, yl, constraint)
     kt, it = _terminal(xl, yl, batch)
-    return _core.sdtw_diagonals(spec.cost_diagonals(jnp, cost, valid), gamma, kt, it)
+    cdiag = spec.cost_diagonals(jnp, cost, valid)
+    return _core.sdtw_diagonals(cdiag, gamma, kt, it, _flags(bad, xl, yl), targets)
 
 
-def _values_sqeuclidean(x, y, gamma, constraint, xl: _Lengths, yl: _Lengths):
-    """Values ``(B,)`` of the default cost, formed inside the scan."""
+def _values_sqeuclidean(x, y, gamma, constraint, xl: _Lengths, yl: _Lengths, bad=None, targets=()):
+    """Values ``(B,)`` of the default cost of finite series, formed inside the scan."""
     batch, n, d = x.shape
     m = y.shape[1]
     if d > _FUSED_MAX_FEATURES or max(n, m) < _FUSED_MIN_LENGTH:
-        return _values_from_cost(sqeuclidean_cost(x, y), gamma, constraint, xl, yl)
+        cost = _sqeuclidean(x, y, xl.jnp(batch), yl.jnp(batch))
+        return _values_from_cost(cost, gamma, constraint, xl, yl, bad, targets)
     if n > m and constraint.kind is None:
         # the value is symmetric: run along the shorter series (diagonals of length min + 1)
         x, y, xl, yl, n, m = y, x, yl, xl, m, n
     lo, hi = _bounds(n, m, batch, xl, yl, constraint)
     kt, it = _terminal(xl, yl, batch)
-    return _core.sdtw_sqeuclidean(x, y, gamma, lo, hi, kt, it)
+    return _core.sdtw_sqeuclidean(x, y, gamma, lo, hi, kt, it, _flags(bad, xl, yl), targets)
 
 
-def _pair_cost(x, y, dist_func, dtype):
+def _finite_pairs(x, y):
+    """``(x, y, bad)``: ``bad`` flags the pairs with a non-finite entry (``(B,)``), whose series
+    are replaced by zeros (their value is NaN, :mod:`softdtw.jax._core`)."""
+    bad = ~(jnp.all(jnp.isfinite(x), axis=(1, 2)) & jnp.all(jnp.isfinite(y), axis=(1, 2)))
+    keep = ~bad[:, None, None]
+    return jnp.where(keep, x, jnp.zeros_like(x)), jnp.where(keep, y, jnp.zeros_like(y)), bad
+
+
+def _series_values(x, y, gamma, constraint, xl: _Lengths, yl: _Lengths, dist_func, dtype):
+    """Values ``(B,)`` of the pairs of ``x`` and ``y`` (their padding zeroed): a non-finite
+    series makes its pair NaN, with the cotangents of ``x`` and ``y`` the rule gives."""
+    xf, yf, bad = _finite_pairs(x, y)
     if dist_func is None:
-        return sqeuclidean_cost(x, y)
+        return _values_sqeuclidean(xf, yf, gamma, constraint, xl, yl, bad, (x, y))
+    cost = _pair_cost(xf, yf, dist_func, dtype, xl, yl)
+    return _values_from_cost(cost, gamma, constraint, xl, yl, bad, (x, y))
+
+
+def _pair_cost(x, y, dist_func, dtype, xl: _Lengths, yl: _Lengths):
+    if dist_func is None:
+        return _sqeuclidean(x, y, xl.jnp(x.shape[0]), yl.jnp(x.shape[0]))
     cost = dist_func(x, y)
     expected = (x.shape[0], x.shape[1], y.shape[1])
     if jnp.shape(cost) != expected:
@@ -213,12 +276,16 @@ def _prepare_pair(x, y, gamma, kw):
     if not batched:
         x, y = x[None], y[None]
     batch, n, m = x.shape[0], x.shape[1], y.shape[1]
-    return x, y, _problem(batch, n, m, batched, gamma, dtype, out_dtype, **kw)
+    p = _problem(batch, n, m, batched, gamma, dtype, out_dtype, **kw)
+    # padding is never read: zeros from here on (and a gradient of 0 there)
+    return p["xl"].zero_padding(x), p["yl"].zero_padding(y), p
 
 
 def _problem(batch, n, m, batched, gamma, dtype, out_dtype, global_constraint=None, sakoe_chiba_radius=None,
-             itakura_max_slope=None, x_lengths=None, y_lengths=None):
+             itakura_max_slope=None, x_lengths=None, y_lengths=None, normalize=False):
     gamma = _gamma(gamma, dtype)
+    if isinstance(gamma, float):  # (a divergence also runs x with x and y with y)
+        spec.check_gamma_for(gamma, dtype, *((max(n, m),) * 2 if normalize else (n, m)))
     constraint = spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     xl = _Lengths(x_lengths, batch, n, "x_lengths", batched)
     yl = _Lengths(y_lengths, batch, m, "y_lengths", batched)
@@ -258,7 +325,8 @@ def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | 
     x : array_like, shape (B, N, D) or (N, D)
     y : array_like, shape (B, M, D) or (M, D)
     gamma : float > 0, or a 0-d JAX array
-        Smoothing; smaller is closer to DTW.
+        Smoothing; smaller is closer to DTW. A number the compute dtype cannot use (e.g. 1e-39
+        in float32, :func:`softdtw.spec.check_gamma_for`) raises ValueError.
     normalize : bool
         Return the soft-DTW divergence (>= 0, exactly 0 when x == y).
     dist_func : callable, optional
@@ -267,13 +335,19 @@ def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | 
     global_constraint, sakoe_chiba_radius, itakura_max_slope
         Band constraint, as in tslearn 0.10 (see :func:`softdtw.spec.check_constraint`).
     x_lengths, y_lengths : array_like of int, shape (B,), optional
-        Per-pair lengths of padded batches: pair b uses ``x[b, :x_lengths[b]]``. May be traced
-        (then without a band constraint).
+        Per-pair lengths of padded batches: pair b uses ``x[b, :x_lengths[b]]``. The padding is
+        never read (it may hold anything, NaN included) and gets gradient 0. Concrete lengths
+        outside ``[1, padded length]`` raise ValueError; traced lengths (under ``jax.jit``)
+        cannot be checked: a pair with one out of range gets the value NaN (and NaN gradients when
+        its weight in the loss is non-zero). Traced lengths take no band constraint.
 
     Returns
     -------
     jax.Array of shape (B,), or 0-d for one pair; the dtype of the inputs (float16 and bfloat16
-    inputs are computed in float32; integer inputs give the default float dtype).
+    inputs are computed in float32; integer inputs give the default float dtype). A NaN or
+    ``inf`` in the used part of a pair's series makes its value NaN, and no other pair's; its
+    gradients are NaN at its used positions when its weight in the loss is non-zero, and 0 when
+    it is 0 (docs/algorithm.md, "Padding and non-finite inputs").
 
     Examples
     --------
@@ -288,16 +362,12 @@ def soft_dtw(x, y, gamma=1.0, *, normalize: bool = False, dist_func: Callable | 
     M. Blondel, A. Mensch and J.-P. Vert, "Differentiable Divergences Between Time Series", AISTATS 2021.
     """
     kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
-              itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
+              itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths, normalize=normalize)
     x, y, p = _prepare_pair(x, y, gamma, kw)
     g, c, xl, yl = p["gamma"], p["constraint"], p["xl"], p["yl"]
 
-    if dist_func is not None:
-        def run(a, b, la, lb):
-            return _values_from_cost(_pair_cost(a, b, dist_func, p["dtype"]), g, c, la, lb)
-    else:
-        def run(a, b, la, lb):
-            return _values_sqeuclidean(a, b, g, c, la, lb)
+    def run(a, b, la, lb):
+        return _series_values(a, b, g, c, la, lb, dist_func, p["dtype"])
 
     if not normalize:
         return _finish(p, run(x, y, xl, yl))
@@ -355,14 +425,19 @@ def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_r
         Maximum slope of the Itakura parallelogram (default 2; giving it alone selects that band).
     x_lengths, y_lengths : array_like of int, shape (B,), optional
         Per-matrix lengths of padded batches: matrix ``b`` uses
-        ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
+        ``cost[b, :x_lengths[b], :y_lengths[b]]``; the padded cells are never read (they may
+        hold anything) and get gradient 0. Traced lengths out of range give NaN, as in
+        :func:`soft_dtw`.
 
     Returns
     -------
     jax.Array, shape (B,), or 0-d for one matrix
         in the inputs' dtype: float64 (under ``jax_enable_x64``) computes in float64, float32 in
         float32, float16/bfloat16 compute in float32 and return the input dtype, integer inputs
-        give the default float dtype.
+        give the default float dtype. A ``+inf`` cost forbids its cell (a matrix with no path
+        left has the value ``+inf`` and gradient 0); a NaN or ``-inf`` in a used cell makes the
+        matrix's value NaN, with gradients NaN at its used cells when its weight in the loss is
+        non-zero and 0 when it is 0.
 
     Examples
     --------
@@ -379,8 +454,8 @@ def soft_dtw_from_cost(cost, gamma=1.0, *, global_constraint=None, sakoe_chiba_r
     return _finish(p, _values_from_cost(cost, p["gamma"], p["constraint"], p["xl"], p["yl"]))
 
 
-def _alignment(cost, p):
-    value, vjp = jax.vjp(lambda c: _values_from_cost(c, p["gamma"], p["constraint"], p["xl"], p["yl"]), cost)
+def _alignment(cost, p, bad=None):
+    value, vjp = jax.vjp(lambda c: _values_from_cost(c, p["gamma"], p["constraint"], p["xl"], p["yl"], bad), cost)
     (align,) = vjp(jnp.ones_like(value))
     return _finish(p, align), _finish(p, value)
 
@@ -482,4 +557,5 @@ def soft_dtw_alignment(x, y, gamma=1.0, *, dist_func: Callable | None = None, gl
     kw = dict(global_constraint=global_constraint, sakoe_chiba_radius=sakoe_chiba_radius,
               itakura_max_slope=itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths)
     x, y, p = _prepare_pair(x, y, gamma, kw)
-    return _alignment(_pair_cost(x, y, dist_func, p["dtype"]), p)
+    x, y, bad = _finite_pairs(x, y)
+    return _alignment(_pair_cost(x, y, dist_func, p["dtype"], p["xl"], p["yl"]), p, bad)

@@ -32,25 +32,45 @@ _values_jit = jax.jit(jax.checkpoint(_values, static_argnums=(4, 5)), static_arg
 _values_traced_gamma = jax.jit(jax.checkpoint(_values, static_argnums=(5,)), static_argnums=(5,))
 
 
-def _padded(X, name: str):
-    """``(array (n, L, D), lengths int32 (n,) or None)`` from an array or from a list of
-    ``(L_i, D)`` arrays (zero-padded to the longest; differentiable in every listed array)."""
-    if not isinstance(X, (list, tuple)):
-        return _as_array(X, name), None
-    series = [_as_array(s, f"{name}[{k}]") for k, s in enumerate(X)]
-    _pairwise.check_series_shapes([s.shape for s in series], name)
-    lengths = np.array([s.shape[0] for s in series], dtype=np.int32)
-    size = int(lengths.max())
-    dtype = jnp.result_type(*series)
-    data = jnp.stack([jnp.pad(s.astype(dtype), ((0, size - s.shape[0]), (0, 0))) for s in series])
-    return data, (None if (lengths == size).all() else lengths)
+def dataset(X, name: str):
+    """``(array (n, L, D), lengths int32 (n,) or None)`` of a dataset in tslearn's forms.
+
+    ``X`` is an array ``(n, L, D)``, nested lists, or a list of ``(L_i, D)`` arrays (zero-padded
+    to the longest; differentiable in every listed array). Trailing time steps whose features
+    are all NaN end a series (tslearn's padding; any other NaN raises ValueError,
+    :func:`softdtw._pairwise.nan_padded_lengths`); they are zeros in the array (never read,
+    gradient 0), and the steps no series uses are dropped. That padding is found in concrete
+    data only: a traced ``X`` (under ``jax.jit``) is taken as it is.
+    """
+    lengths = None
+    if isinstance(X, (list, tuple)):
+        series = [_as_array(s, f"{name}[{k}]") for k, s in enumerate(X)]
+        _pairwise.check_series_shapes([s.shape for s in series], name)
+        lengths = np.array([s.shape[0] for s in series], dtype=np.int64)
+        size = int(lengths.max())
+        dtype = jnp.result_type(*series)
+        data = jnp.stack([jnp.pad(s.astype(dtype), ((0, size - s.shape[0]), (0, 0))) for s in series])
+    else:
+        data = _as_array(X, name)
+    _pairwise.check_dataset_shapes(data.shape, None, x_name=name)
+    if not _is_tracer(data) and jnp.issubdtype(data.dtype, jnp.floating) and data.shape[0]:
+        host = np.asarray(data if data.dtype.itemsize >= 4 else data.astype(jnp.float32))  # (bfloat16: kind "V")
+        lengths = _pairwise.nan_padded_lengths(host, name, lengths)
+        data = data[:, :int(lengths.max())]
+    if lengths is None or (lengths == data.shape[1]).all():
+        return data, None
+    used = np.arange(data.shape[1])[None, :] < lengths[:, None]
+    return jnp.where(used[:, :, None], data, jnp.zeros_like(data)), lengths.astype(np.int32)
 
 
-def check_gamma(gamma):
-    """A Python float (validated), or a traced 0-d gamma passed on as it is."""
+def check_gamma(gamma, dtype, n: int, m: int):
+    """A Python float (validated for the compute ``dtype`` and series of lengths up to ``n`` and
+    ``m``, :func:`softdtw.spec.check_gamma_for`), or a traced 0-d gamma passed on as it is."""
     if _is_tracer(gamma):
         return gamma
-    return spec.check_gamma(np.asarray(gamma) if isinstance(gamma, jax.Array) else gamma)
+    gamma = spec.check_gamma(np.asarray(gamma) if isinstance(gamma, jax.Array) else gamma)
+    spec.check_gamma_for(gamma, dtype, n, m)
+    return gamma
 
 
 def run_plan(plan: _pairwise.PairPlan, a, b, gamma, band, bar, la=None, lb=None):
@@ -60,7 +80,7 @@ def run_plan(plan: _pairwise.PairPlan, a, b, gamma, band, bar, la=None, lb=None)
     values = _values_traced_gamma if _is_tracer(gamma) else _values_jit
     # a band with lengths needs the lengths concrete (softdtw.jax.soft_dtw): such chunks gather
     # them in NumPy and run outside jit (soft_dtw's scans are jitted anyway), still checkpointed
-    concrete = (la is not None or lb is not None) and band[0] is not None
+    concrete = (la is not None or lb is not None) and spec.check_constraint(*band).kind is not None
     lj = [None if v is None else jnp.asarray(v) for v in (la, lb)]
     sync = not any(_is_tracer(t) for t in (a, b))
     parts = []
@@ -97,11 +117,16 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
 
     Parameters
     ----------
-    X : array_like, shape (n, N, D), or a list of n arrays of shapes (N_i, D)
-    Y : array_like, shape (m, M, D), or a list of m arrays of shapes (M_j, D), optional
+    X : array_like, shape (n, N, D) (an array or nested lists), or a list of n arrays (N_i, D)
+    Y : array_like, shape (m, M, D), or a list of m arrays (M_j, D), optional
         None compares ``X`` with itself (a symmetric matrix). Lists hold series of different
-        lengths (each pair uses its own lengths, as tslearn's variable-length datasets).
+        lengths, and, as in tslearn's variable-length datasets, trailing time steps whose
+        features are all NaN end a series (``to_time_series_dataset``'s padding); each pair
+        uses its own lengths. Any other NaN raises ValueError; an ``inf`` makes the values of
+        its series NaN. The NaN padding is found in concrete data only (not in ``X`` traced
+        under ``jax.jit``).
     gamma : float > 0, or a traced 0-d array
+        A number the compute dtype cannot use raises ValueError (:func:`softdtw.spec.check_gamma_for`).
     normalize : bool
         The soft-DTW divergence (>= 0, 0 on the diagonal when ``Y`` is None).
     global_constraint, sakoe_chiba_radius, itakura_max_slope
@@ -126,10 +151,11 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     array([[0.   , 0.999],
            [0.999, 0.   ]], dtype=float32)
     """
-    a, la = _padded(X, "X")
-    b, lb = (a, la) if Y is None else _padded(Y, "Y")
+    a, la = dataset(X, "X")
+    b, lb = (a, la) if Y is None else dataset(Y, "Y")
     _pairwise.check_dataset_shapes(a.shape, None if Y is None else b.shape)
-    gamma = check_gamma(gamma)
+    longest = max(a.shape[1], b.shape[1])
+    gamma = check_gamma(gamma, _dtypes(a, b)[0], *((longest, longest) if normalize else (a.shape[1], b.shape[1])))
     spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope)
     band = (global_constraint, sakoe_chiba_radius, itakura_max_slope)
     n, m = a.shape[0], b.shape[0]

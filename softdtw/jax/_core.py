@@ -31,6 +31,15 @@ The backward is made of JAX operations only, so JAX differentiates it again (rev
 reverse: Hessian-vector products, ``grad(grad(...))``). Forward mode (``jvp``) is not defined
 for a ``custom_vjp`` and raises JAX's own error.
 
+Non-finite inputs (docs/algorithm.md, "Padding and non-finite inputs"): both maps also take
+``bad``, the ``(B,)`` flags of the pairs whose value is NaN (the caller's: a non-finite series,
+a length out of range), and ``targets``, arrays with the batch first (the series as given). A
+NaN or ``-inf`` in ``cdiag`` flags its pair too (``+inf`` is a forbidden cell) and is replaced
+by 0 before the scans (the caller zeroes the series it flags), so that nothing of a flagged pair
+reaches another pair (nor the gradient of gamma); its value is NaN, and its cotangents (of
+``ops``, the ``targets``, gamma) are NaN where its own cotangent is non-zero and 0 where it is
+0. A pair with no admissible path (value ``+inf``) has cotangent 0.
+
 The terminal cell of pair ``b`` is row ``it[b]`` of diagonal ``kt[b]`` (``it = x_lengths``,
 ``kt = x_lengths + y_lengths``); ``kt = it = None`` means that every pair uses the whole padded
 matrix, whose terminal cell is the last entry of the last diagonal.
@@ -58,12 +67,15 @@ class _Source(NamedTuple):
     r0)`` consumes the alignment ``ec`` ``(B, w)`` of those rows and returns ``(state, ys)``;
     ``grad_finish(ops, state, ys)`` returns the cotangents of ``ops``, where ``ys`` lists the
     stacked ``ys`` of each window in order with its ``r0`` (:func:`_assemble` puts them together).
+    ``clean(ops)`` returns ``ops`` with the entries that make a pair's value NaN replaced by 0
+    and the ``(B,)`` flags of those pairs (None when ``ops`` cannot hold such entries).
     """
 
     diag: Callable
     grad_init: Callable
     grad_step: Callable
     grad_finish: Callable
+    clean: Callable = lambda ops: (ops, None)
 
 
 # Windows. The diagonal k0 of an N x M matrix holds rows max(0, k0 - M + 1) .. min(k0, N - 1)
@@ -230,8 +242,15 @@ def _scan_backward(src: _Source, ops, shape, stored, gamma, g, kt, it, want_gamm
     return src.grad_finish(ops, gstate, ys_all), gsum
 
 
+def _poison(a, flags, axis: int):
+    """``a`` with NaN across the pairs ``flags`` (``(B,)``, the batch at ``axis`` of ``a``)."""
+    shape = [1] * a.ndim
+    shape[axis] = flags.shape[0]
+    return jnp.where(flags.reshape(shape), jnp.nan, a)
+
+
 def _make_vjp(src: _Source):
-    """Two ``custom_vjp`` maps ``(ops, gamma, kt, it) -> values`` over ``src``.
+    """Two ``custom_vjp`` maps ``(ops, gamma, kt, it, bad, targets) -> values`` over ``src``.
 
     ``constant``: gamma given as a Python float by the caller, passed as a 0-d array (so that one
     compilation serves every gamma) whose cotangent is not formed (it is a constant to the caller);
@@ -242,31 +261,48 @@ def _make_vjp(src: _Source):
     def shape_of(ops):
         return src.diag(ops, None)
 
+    def forward(ops, gamma, kt, it, bad, store: bool):
+        """``(values, stored, clean ops, bad)``: the flagged pairs run on zeros, their value is NaN."""
+        ops, bad_ops = src.clean(ops)
+        bad = bad_ops if bad is None else (bad if bad_ops is None else bad | bad_ops)
+        val, stored = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=store)
+        return (val if bad is None else jnp.where(bad, jnp.nan, val)), stored, ops, bad
+
     def make(want_gamma: bool):
         @jax.custom_vjp
-        def f(ops, gamma, kt, it):
-            return _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=False)[0]
+        def f(ops, gamma, kt, it, bad, targets):
+            return forward(ops, gamma, kt, it, bad, store=False)[0]
 
-        def fwd(ops, gamma, kt, it):
-            val, stored = _scan_forward(src, ops, shape_of(ops), gamma, kt, it, store=True)
-            return val, (ops, stored, gamma, kt, it)
+        def fwd(ops, gamma, kt, it, bad, targets):
+            val, stored, ops, bad = forward(ops, gamma, kt, it, bad, store=True)
+            return val, (ops, stored, gamma, kt, it, val, bad, targets)
 
         def bwd(res, g):
-            ops, stored, gamma, kt, it = res
-            grads, grad_gamma = _scan_backward(src, ops, shape_of(ops), stored, gamma, g, kt, it, want_gamma)
+            ops, stored, gamma, kt, it, val, bad, targets = res
+            # a pair with no admissible path (+inf) sends nothing back; the flagged pairs' cotangents
+            # are replaced below
+            live = jnp.where(val == jnp.inf, jnp.zeros_like(g), g)
+            grads, grad_gamma = _scan_backward(src, ops, shape_of(ops), stored, gamma, live, kt, it, want_gamma)
+            to_targets = tuple(jnp.zeros_like(t) for t in targets)
+            if bad is not None:  # the flagged pairs with a non-zero cotangent get NaN
+                nan = bad & (g != 0)
+                grads = tuple(None if a is None else _poison(a, nan, 1) for a in grads)
+                to_targets = tuple(_poison(t, nan, 0) for t in to_targets)
+                if want_gamma:
+                    grad_gamma = jnp.where(jnp.any(nan), jnp.nan, grad_gamma)
             if want_gamma:
                 grad_gamma = grad_gamma.astype(gamma.dtype).reshape(gamma.shape)
-            return grads, grad_gamma, None, None
+            return grads, grad_gamma, None, None, None, to_targets
 
         f.defvjp(fwd, bwd)
         return f
 
     constant, traced = jax.jit(make(False)), jax.jit(make(True))
 
-    def run(ops, gamma, kt, it):
+    def run(ops, gamma, kt, it, bad, targets):
         if isinstance(gamma, float):
-            return constant(ops, jnp.asarray(gamma, shape_of(ops)[-1]), kt, it)
-        return traced(ops, gamma, kt, it)
+            return constant(ops, jnp.asarray(gamma, shape_of(ops)[-1]), kt, it, bad, targets)
+        return traced(ops, gamma, kt, it, bad, targets)
 
     return run
 
@@ -281,6 +317,14 @@ def _cd_diag(ops, k0, r0=0, w=None):
     return lax.dynamic_index_in_dim(cdiag, k0, axis=0, keepdims=False)[:, r0:r0 + w]
 
 
+def _cd_clean(ops):
+    # +inf is a forbidden cell (cells outside a pair's lengths and band are +inf already);
+    # NaN and -inf make the pair's value NaN
+    (cdiag,) = ops
+    bad = jnp.isnan(cdiag) | (cdiag == -jnp.inf)
+    return (jnp.where(bad, jnp.zeros_like(cdiag), cdiag),), jnp.any(bad, axis=(0, 2))
+
+
 def _stack_step(ops, state, k0, ec, r0):
     """A ``grad_step`` that only stacks the alignment's diagonals (for ``grad_finish``)."""
     return state, ec
@@ -291,17 +335,21 @@ _run_diagonals = _make_vjp(_Source(
     grad_init=lambda ops: None,
     grad_step=_stack_step,
     grad_finish=lambda ops, state, ys: (_assemble(ys, ops[0].shape[2]),),
+    clean=_cd_clean,
 ))
 
 
-def sdtw_diagonals(cdiag, gamma, kt=None, it=None):
+def sdtw_diagonals(cdiag, gamma, kt=None, it=None, bad=None, targets=()):
     """Soft-DTW values ``(B,)`` of the skewed cost ``cdiag`` ``(K, B, N)``.
 
     ``gamma`` is a Python float (no gradient is formed for it) or a 0-d JAX array of the
     dtype of ``cdiag`` (differentiable). ``kt``, ``it``: int32 ``(B,)`` terminal diagonal and row
-    of each pair, or both None for full-size pairs.
+    of each pair, or both None for full-size pairs. ``bad``: bool ``(B,)`` pairs whose value is
+    NaN whatever their cost (or None); a NaN or ``-inf`` in ``cdiag`` flags its pair too.
+    ``targets``: arrays ``(B, ...)`` whose cotangent is NaN across the flagged pairs with a
+    non-zero cotangent and 0 elsewhere (module docstring).
     """
-    return _run_diagonals((cdiag,), gamma, kt, it)
+    return _run_diagonals((cdiag,), gamma, kt, it, bad, targets)
 
 
 # ------------------------------------------------------------ source 2: squared Euclidean of x, y
@@ -382,9 +430,10 @@ _run_sq_scan = _make_vjp(_Source(_sq_diag, _sq_scan_init, _sq_scan_step, _sq_sca
 _run_sq_matmul = _make_vjp(_Source(_sq_diag, lambda ops: None, _stack_step, _sq_matmul_finish))
 
 
-def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None):
+def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None, bad=None, targets=()):
     """Soft-DTW values ``(B,)`` of ``x`` ``(B, N, D)``, ``y`` ``(B, M, D)`` (squared Euclidean cost).
 
+    ``x`` and ``y`` must be finite (the caller flags and zeroes the pairs that are not).
     ``lo``, ``hi``: int32 ``(B, N)`` column bounds of each row (:func:`softdtw.spec.band_bounds`).
     Other arguments as :func:`sdtw_diagonals`.
     """
@@ -393,5 +442,5 @@ def sdtw_sqeuclidean(x, y, gamma, lo, hi, kt=None, it=None):
     yt = jnp.transpose(y[:, ::-1], (2, 0, 1))
     yr = jnp.pad(yt, ((0, 0), (0, 0), (n - 1, n - 1)))
     run = _run_sq_scan if x.shape[2] <= _SCAN_MAX_D else _run_sq_matmul
-    return run((xt, yr, lo, hi), gamma, kt, it)
+    return run((xt, yr, lo, hi), gamma, kt, it, bad, targets)
 
