@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -68,20 +69,36 @@ def _numpy_cost(cost, gamma, dtype, w, **kw):
 # --------------------------------------------------------------------------- torch
 
 
+_FORCED = threading.Lock()
+_FORCED_USERS: list = []  # the calls inside _forced_kernel now, and the value it replaced
+
+
 @contextlib.contextmanager
 def _forced_kernel(kernel: str | None):
-    old = os.environ.get("SOFTDTW_KERNEL")
-    if kernel:
-        os.environ["SOFTDTW_KERNEL"] = kernel
-    else:
-        os.environ.pop("SOFTDTW_KERNEL", None)
+    """``SOFTDTW_KERNEL=kernel`` for the duration of a call. Several threads may be inside at
+    once (the threads property): the variable is set by the first and restored by the last, so
+    that no thread's call runs on another kernel halfway (all of them force the same one)."""
+    with _FORCED:
+        if not _FORCED_USERS:
+            _FORCED_USERS.append(os.environ.get("SOFTDTW_KERNEL"))
+            if kernel:
+                os.environ["SOFTDTW_KERNEL"] = kernel
+            else:
+                os.environ.pop("SOFTDTW_KERNEL", None)
+        elif os.environ.get("SOFTDTW_KERNEL") != (kernel or None):
+            raise RuntimeError("two realizations forced different kernels at once")
+        _FORCED_USERS.append(kernel)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("SOFTDTW_KERNEL", None)
-        else:
-            os.environ["SOFTDTW_KERNEL"] = old
+        with _FORCED:
+            _FORCED_USERS.pop()
+            if len(_FORCED_USERS) == 1:
+                old = _FORCED_USERS.pop()
+                if old is None:
+                    os.environ.pop("SOFTDTW_KERNEL", None)
+                else:
+                    os.environ["SOFTDTW_KERNEL"] = old
 
 
 def _unchanged(name, tensor, original):
