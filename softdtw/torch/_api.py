@@ -434,8 +434,11 @@ class _FusedSqEuclidean(torch.autograd.Function):
             lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
         xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
         yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
-        return numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi,
-                                             keep, threads=torch.get_num_threads()) + (xl, yl, lo, hi)
+        out = numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi, keep,
+                                            threads=torch.get_num_threads())
+        if np.isinf(out[0]).any():  # (_check_overflow, on the kernel's NumPy values)
+            _check_overflow(torch.from_numpy(out[0]), gamma, torch.float32)
+        return out + (xl, yl, lo, hi)
 
     @staticmethod
     def values(x, y, gamma, x_len, y_len, band_kind, band_param):
@@ -487,7 +490,7 @@ def _fused_grad(x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y):
     backward and the non-finite rule of docs/algorithm.md."""
     from ..kernels import numba_cpu
 
-    x, y, value, r, aux, xl, yl, lo, hi = (a.detach() for a in (x, y, value, r, aux, xl, yl, lo, hi))
+    x, y, value = x.detach(), y.detach(), value.detach()  # (the state r ... hi needs no grad)
     gv = grad_value.detach().to(torch.float32).contiguous().numpy()
     bad = np.isnan(value.numpy())  # finite inputs never give NaN: the pairs with a non-finite entry
     if bad.any():
@@ -856,12 +859,9 @@ def _common_call(x, y, gamma):
             or y.device.type != "cpu" or not _fused(x, torch.float32)):
         return None
     gamma = float(gamma)
-    if _may_differentiate(x, y) or not _plain():
-        value = _FusedSqEuclidean.apply(x, y, gamma, None, None, 0, 0.0)[0]
-    else:
-        value = _FusedSqEuclidean.values(x, y, gamma, None, None, 0, 0.0)
-    _check_overflow(value, gamma, torch.float32)
-    return value
+    if _may_differentiate(x, y) or not _plain():  # (the kernel's glue raises on overflow)
+        return _FusedSqEuclidean.apply(x, y, gamma, None, None, 0, 0.0)[0]
+    return _FusedSqEuclidean.values(x, y, gamma, None, None, 0, 0.0)
 
 
 def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths):
