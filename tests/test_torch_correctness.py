@@ -323,3 +323,13 @@ def test_a_call_after_an_interrupted_call(route):
     assert interrupted
     got = small()
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_dist_func_forbidding_every_path_gives_inf():
+    """+inf from a dist_func forbids cells (the cost rule): no path left is +inf, not an overflow."""
+    def blocked(a, b):
+        c = ((a[:, :, None] - b[:, None]) ** 2).sum(-1)
+        return torch.where(torch.arange(c.shape[2]) == 1, math.inf, c)
+
+    x, y = torch.randn(2, 4, 2, dtype=torch.float64), torch.randn(2, 3, 2, dtype=torch.float64)
+    assert (soft_dtw(x, y, 1.0, dist_func=blocked) == math.inf).all()

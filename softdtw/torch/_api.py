@@ -491,16 +491,17 @@ def _fused_grad(x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y):
     from ..kernels import numba_cpu
 
     x, y, value = x.detach(), y.detach(), value.detach()  # (the state r ... hi needs no grad)
-    gv = grad_value.detach().to(torch.float32).contiguous().numpy()
+    grad_value = grad_value.detach()
+    gv = grad_value.to(torch.float32).contiguous().numpy()
     bad = np.isnan(value.numpy())  # finite inputs never give NaN: the pairs with a non-finite entry
     if bad.any():
         gv = np.where(bad, np.float32(0), gv)
-    gx, gy = numba_cpu.backward_sqeuclidean(r.numpy(), aux.numpy(), x.detach().numpy(), y.detach().numpy(),
+    gx, gy = numba_cpu.backward_sqeuclidean(r.numpy(), aux.numpy(), x.numpy(), y.numpy(),
                                             gamma, xl.numpy(), yl.numpy(), lo.numpy(), hi.numpy(), gv,
                                             need_y=need_y, threads=torch.get_num_threads())
-    gy = np.zeros_like(y.detach().numpy()) if gy is None else gy
+    gy = np.zeros_like(y.numpy()) if gy is None else gy
     if bad.any():  # the non-finite rule of docs/algorithm.md
-        hit = bad & (grad_value.detach().numpy() != 0)
+        hit = bad & (grad_value.numpy() != 0)
         for g, lengths in ((gx, xl.numpy()), (gy, yl.numpy())):
             g[bad] = 0  # (a non-finite entry times a zero alignment)
             g[hit] = np.where(np.arange(g.shape[1])[:, None] < lengths[hit, None, None], np.nan, 0)
@@ -544,9 +545,9 @@ class _NonFinitePairs(torch.autograd.Function):
         hit = bad & (g != 0)
         grads = [torch.where(bad, torch.zeros_like(g), g), None, None, None]
 
-        def rows(n, lengths):
-            r = torch.arange(n, device=g.device)[None, :]
-            return r < r.new_tensor(n) if lengths is None else r < lengths.to(g.device)[:, None]
+        def rows(n, lengths):  # (B or 1, n): the used positions
+            used = _first(n, lengths, g.device)
+            return torch.ones((1, n), dtype=torch.bool, device=g.device) if used is None else used
 
         for k, like in enumerate(ctx.like):
             if like is None or not ctx.needs_input_grad[4 + k]:
@@ -575,7 +576,13 @@ def _safe(t: torch.Tensor, lengths, bad) -> torch.Tensor:
     if lengths is not None:
         idx = torch.arange(t.shape[1], device=t.device)[None, :].minimum(lengths.to(t.device)[:, None] - 1)
         t = torch.gather(t, 1, idx[:, :, None].expand(-1, -1, t.shape[2]))
-    return torch.where(bad.to(t.device)[:, None, None], torch.zeros((), dtype=t.dtype, device=t.device), t)
+    return _zero_pairs(t, bad)
+
+
+def _zero_pairs(t: torch.Tensor, bad) -> torch.Tensor:
+    """``t`` (B, ...) with the pairs flagged ``bad`` (B,) replaced by zeros."""
+    bad = bad.to(t.device).reshape(-1, *(1,) * (t.dim() - 1))
+    return torch.where(bad, torch.zeros((), dtype=t.dtype, device=t.device), t)
 
 
 def _may_differentiate(*tensors: torch.Tensor) -> bool:
@@ -807,10 +814,11 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
             cost = _pair_cost(sa, sb, dist_func, compute)
             if dist_func is not None:  # a NaN or -inf the user's cost makes of finite series
                 bad_cost = _bad_cost(cost, al, bl)
-                cost = torch.where(bad_cost[:, None, None], torch.zeros((), dtype=cost.dtype, device=cost.device),
-                                   cost)
+                cost = _zero_pairs(cost, bad_cost)
                 bad = bad | bad_cost
             v = _value(cost, gamma, al, bl, band, gamma_t, mode)
+        if dist_func is None:  # finite series (the bad pairs are zeros here): inf is an overflow
+            _check_overflow(v, gamma, compute)
         # (one tensor for two inputs, as in the divergence's self terms, is one input: dynamo
         # traces no Function given a tensor twice)
         if bl is not None and bl is al:
@@ -820,7 +828,6 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     value = pair_value(x, y, xl, yl)
     if normalize:
         value = value - (pair_value(x, x, xl, xl) + pair_value(y, y, yl, yl)) / 2
-    _check_overflow(value, gamma, compute)
     value = value.to(out)
     return value if batched else value[0]
 
@@ -828,7 +835,8 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
 def _check_overflow(value: torch.Tensor, gamma: float, compute: torch.dtype) -> None:
     """Finite series never give an infinite value, except where ``cost / gamma`` overflows the
     compute dtype (a gamma far below the costs: the kernels work in units of gamma): raise
-    rather than return it. Checked on CPU, where it costs no device synchronisation."""
+    rather than return it. Checked on CPU, where it costs no device synchronisation, for the
+    values of the default cost (a ``dist_func`` may forbid every path with +inf)."""
     if value.device.type == "cpu" and _plain() and not torch.compiler.is_compiling() \
             and bool(torch.isinf(value.detach()).any()):
         name = str(compute).removeprefix("torch.")
@@ -935,7 +943,7 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
     mode = _mode(memory, second_order, gamma_t)
     bad = _bad_cost(cost, xl, yl)
-    safe = torch.where(bad[:, None, None], torch.zeros((), dtype=cost.dtype, device=cost.device), cost)
+    safe = _zero_pairs(cost, bad)
     value = _NonFinitePairs.apply(_value(safe, gamma, xl, yl, band, gamma_t, mode), bad, xl, yl, None, None, cost,
                                   gamma_t).to(out)
     return value if batched else value[0]
@@ -987,12 +995,11 @@ def soft_dtw_alignment_from_cost(cost, gamma: float = 1.0, *, global_constraint=
     cost, (gamma, _), batched, band, xl, yl, out = _prepare_cost(
         cost.detach(), gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
     bad = _bad_cost(cost, xl, yl)
-    safe = torch.where(bad[:, None, None], torch.zeros((), dtype=cost.dtype, device=cost.device), cost)
+    safe = _zero_pairs(cost, bad)
     value, r, aux, xl_, yl_, lo, hi = sdtw_forward(safe, gamma, xl, yl, band[0], band[1])
     alignment, _ = sdtw_backward(r, aux, gamma, xl_, yl_, lo, hi, torch.ones_like(value), False)
     # the non-finite rule (docs/algorithm.md): NaN for a pair with a NaN or -inf in a used cell
-    used = (torch.arange(cost.shape[1], device=cost.device)[None, :, None] < xl_[:, None, None]) & \
-        (torch.arange(cost.shape[2], device=cost.device)[None, None, :] < yl_[:, None, None])
+    used = _first(cost.shape[1], xl_, cost.device)[:, :, None] & _first(cost.shape[2], yl_, cost.device)[:, None, :]
     alignment = torch.where(bad[:, None, None] & used, math.nan, alignment)
     value = torch.where(bad, math.nan, value)
     alignment, value = alignment.to(out), value.to(out)
