@@ -1,0 +1,163 @@
+// The core's thread pool (threads.hpp). No state outlives a fork: a forked child forgets the
+// parent's pool (its threads do not exist there) and starts a new one on first use.
+#include "threads.hpp"
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#include <signal.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <xmmintrin.h>
+#define SOFTDTW_MXCSR 1
+#endif
+
+namespace softdtw {
+
+FlushDenormals::FlushDenormals() : saved_(0) {
+#if defined(SOFTDTW_MXCSR)
+    saved_ = _mm_getcsr();
+    _mm_setcsr(static_cast<unsigned>(saved_) | 0x8040u);  // FTZ | DAZ
+#elif defined(__aarch64__)
+    std::uint64_t v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    saved_ = v;
+    v |= (1ull << 24);  // FZ
+    __asm__ volatile("msr fpcr, %0" : : "r"(v));
+#endif
+}
+
+FlushDenormals::~FlushDenormals() {
+#if defined(SOFTDTW_MXCSR)
+    _mm_setcsr(static_cast<unsigned>(saved_));
+#elif defined(__aarch64__)
+    std::uint64_t v = saved_;
+    __asm__ volatile("msr fpcr, %0" : : "r"(v));
+#endif
+}
+
+namespace {
+
+struct Pool {
+    std::mutex busy;  // held by the one parallel_for that uses the workers
+    std::mutex m;
+    std::condition_variable work, done;
+    std::vector<std::thread> workers;
+    const std::function<void()>* job = nullptr;
+    std::uint64_t generation = 0;
+    int wanted = 0, finished = 0;
+
+    void run(int id) {
+        std::uint64_t seen = 0;
+        std::unique_lock<std::mutex> lk(m);
+        for (;;) {
+            work.wait(lk, [&] { return generation != seen; });
+            seen = generation;
+            if (id >= wanted) continue;
+            const std::function<void()>* j = job;
+            lk.unlock();
+            (*j)();
+            lk.lock();
+            if (++finished == wanted) done.notify_one();
+        }
+    }
+
+    void grow(int n) {  // under m
+#if !defined(_WIN32)
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);  // signals go to the process's own threads
+#endif
+        while (int(workers.size()) < n) {
+            int id = int(workers.size());
+            workers.emplace_back([this, id] { run(id); });
+            workers.back().detach();
+        }
+#if !defined(_WIN32)
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+#endif
+    }
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::mutex* g_pool_mutex = new std::mutex;
+
+[[maybe_unused]] void forget_pool_in_child() {
+    // The parent's workers do not exist in the child; its pool (and any lock held at the fork)
+    // is left behind, never touched again.
+    g_pool.store(nullptr);
+    g_pool_mutex = new std::mutex;
+}
+
+Pool* pool() {
+    Pool* p = g_pool.load();
+    if (p) return p;
+    std::lock_guard<std::mutex> lk(*g_pool_mutex);
+    p = g_pool.load();
+    if (!p) {
+        static std::once_flag registered;
+#if !defined(_WIN32)
+        std::call_once(registered, [] { pthread_atfork(nullptr, nullptr, forget_pool_in_child); });
+#endif
+        p = new Pool;  // never deleted: its detached workers wait on it until the process ends
+        g_pool.store(p);
+    }
+    return p;
+}
+
+void serial(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
+    FlushDenormals ftz;
+    for (std::int64_t i = 0; i < n; ++i) fn(i);
+}
+
+}  // namespace
+
+void parallel_for(int threads, std::int64_t n, const std::function<void(std::int64_t)>& fn) {
+    if (n <= 0) return;
+    int use = int(std::min<std::int64_t>(std::max(threads, 1), n));
+    if (use <= 1) return serial(n, fn);
+    Pool* p = pool();
+    std::unique_lock<std::mutex> busy(p->busy, std::try_to_lock);
+    if (!busy.owns_lock()) return serial(n, fn);  // another thread's call has the workers
+
+    std::atomic<std::int64_t> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    const std::function<void()> job = [&] {
+        FlushDenormals ftz;
+        try {
+            for (std::int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(error_mutex);
+            if (!error) error = std::current_exception();
+            next.store(n);
+        }
+    };
+    {
+        std::lock_guard<std::mutex> lk(p->m);
+        p->grow(use - 1);
+        p->job = &job;
+        p->wanted = use - 1;
+        p->finished = 0;
+        ++p->generation;
+    }
+    p->work.notify_all();
+    job();
+    {
+        std::unique_lock<std::mutex> lk(p->m);
+        p->done.wait(lk, [&] { return p->finished == p->wanted; });
+        p->job = nullptr;
+    }
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace softdtw
