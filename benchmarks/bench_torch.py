@@ -35,10 +35,10 @@ def make_loss(name: str):
         from softdtw.torch import SoftDTWLossPyTorch
 
         return SoftDTWLossPyTorch(gamma=1.0)
-    if name == "softdtw-pure":
+    if name in ("softdtw-pure", "softdtw-numba"):  # the pure-torch path; the numba kernel (the core's baseline)
         import os
 
-        os.environ["SOFTDTW_KERNEL"] = "pure"
+        os.environ["SOFTDTW_KERNEL"] = name.split("-")[1]
         from softdtw.torch import SoftDTWLossPyTorch
 
         return SoftDTWLossPyTorch(gamma=1.0)
@@ -233,7 +233,7 @@ def cpu_name() -> str:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", nargs="*", default=None, help="B,N,M,D ...")
-    p.add_argument("--impls", default="softdtw,tslearn,pysdtw")
+    p.add_argument("--impls", default="softdtw,softdtw-numba,tslearn,pysdtw")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--memory", action="store_true", help="also measure peak memory (fresh process per case)")
     p.add_argument("--memory-size", default="8,1024,1024,64")

@@ -8,8 +8,9 @@ namespace softdtw {
 
 #define SOFTDTW_DECLARE_ISA(NS)                                                                         \
     namespace NS {                                                                                      \
-    template <class T> void forward(const Problem<T>&, T*, T*, T*, int);                                \
-    template <class T> void backward(const Problem<T>&, const T*, const T*, const T*, const Grads<T>&, int); \
+    template <class T> void forward(const Problem<T>&, T*, T*, T*, std::int64_t, int);                   \
+    template <class T>                                                                                  \
+    void backward(const Problem<T>&, const T*, const T*, std::int64_t, const T*, const Grads<T>&, int);    \
     }
 #if defined(SOFTDTW_X86_DISPATCH)
 SOFTDTW_DECLARE_ISA(isa_avx512)
@@ -20,8 +21,8 @@ SOFTDTW_DECLARE_ISA(isa_base)
 namespace {
 
 template <class T> struct Fns {
-    void (*forward)(const Problem<T>&, T*, T*, T*, int);
-    void (*backward)(const Problem<T>&, const T*, const T*, const T*, const Grads<T>&, int);
+    void (*forward)(const Problem<T>&, T*, T*, T*, std::int64_t, int);
+    void (*backward)(const Problem<T>&, const T*, const T*, std::int64_t, const T*, const Grads<T>&, int);
 };
 
 struct Impl {
@@ -72,18 +73,22 @@ template <> const Fns<double>& fns<double>() { return impl().f64; }
 
 Plan make_plan(std::int64_t B, std::int64_t N, std::int64_t M, std::int64_t lanes) {
     // Strips (S > 1) fill the lanes of a small batch and give threads blocks to share: halve
-    // the strips' width while the batch has fewer than 8 blocks, strips stay >= 16 columns wide
+    // the strips' width while the batch has fewer than 8 blocks, strips stay >= 32 columns wide
     // and the skew (S - 1 extra steps) stays under N / 8.
     Plan p;
     p.lanes = lanes;
     std::int64_t S = 1;
     while (2 * S <= lanes && B > 0) {
         std::int64_t s2 = 2 * S;
-        if ((M + s2 - 1) / s2 < 16) break;
+        if ((M + s2 - 1) / s2 < 32) break;  // (a step's fixed work per lane is paid per strip width)
         if ((B + lanes / S - 1) / (lanes / S) >= 8) break;
         if (s2 - 1 > N / 8) break;
         S = s2;
     }
+    // float32 accuracy: a lane's row is re-based on its minimum only, so values along a wide
+    // strip drift from it (cumulative cost over W columns) and neighbours' differences lose
+    // bits: strips stay <= 64 columns wide wherever the lanes allow, whatever the skew costs
+    while (2 * S <= lanes && (M + S - 1) / S > 64) S *= 2;
     p.S = S;
     p.P = lanes / S;
     p.W = M > 0 ? (M + S - 1) / S : 1;
@@ -92,12 +97,13 @@ Plan make_plan(std::int64_t B, std::int64_t N, std::int64_t M, std::int64_t lane
     return p;
 }
 
-template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, int threads) {
-    fns<T>().forward(pb, value, r, aux, threads);
+template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, std::int64_t seg, int threads) {
+    fns<T>().forward(pb, value, r, aux, seg, threads);
 }
 template <class T>
-void backward(const Problem<T>& pb, const T* r, const T* aux, const T* gv, const Grads<T>& out, int threads) {
-    fns<T>().backward(pb, r, aux, gv, out, threads);
+void backward(const Problem<T>& pb, const T* r, const T* aux, std::int64_t seg, const T* gv, const Grads<T>& out,
+              int threads) {
+    fns<T>().backward(pb, r, aux, seg, gv, out, threads);
 }
 SOFTDTW_INSTANTIATE
 

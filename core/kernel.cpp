@@ -7,6 +7,14 @@
 #include <limits>
 #include <vector>
 
+#include <cstdint>
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(SOFTDTW_SCALAR) && \
+    (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define SOFTDTW_STREAM 1
+#endif
+
 #include "simd.hpp"
 #include "softdtw.hpp"
 #include "threads.hpp"
@@ -78,6 +86,9 @@ template <class T> struct LaneMap {
     std::int64_t vstep[L];   // the step that computes the pair's value cell (-1: not this lane)
     std::int64_t vcol[L];
     std::int64_t steps = 0;  // steps the block needs (its longest pair's)
+    bool full = true;        // every pair uses whole rows (no band): spans as vector operations
+    using I = typename LaneInt<T>::type;
+    I strip_i[L], xlen_i[L], width_i[L];  // (width: the strip's columns below the pair's length)
 
     LaneMap(const Problem<T>& pb, const Plan& pl, std::int64_t blk) {
         for (int k = 0; k < L; ++k) {
@@ -96,6 +107,33 @@ template <class T> struct LaneMap {
                 }
                 steps = std::max(steps, pb.xl[p] + pl.S - 1);
             }
+            strip_i[k] = I(strip[k]);
+            xlen_i[k] = I(xlen[k]);
+            width_i[k] = live ? I(std::clamp<std::int64_t>(pb.yl[p] - s * pl.W, 0, pl.W)) : I(0);
+        }
+        for (std::int64_t k = 0; k < pl.P && full; ++k) {
+            std::int64_t p = blk * pl.P + k;
+            for (std::int64_t i = 0; p < pb.B && i < pb.xl[p] && full; ++i)
+                full = pb.lo[p * pb.N + i] == 0 && pb.hi[p * pb.N + i] == pb.yl[p];
+        }
+    }
+    // every lane's span at step t into a, b (per lane: columns [a, b) of its strip)
+    void spans(const Problem<T>& pb, const Plan& pl, std::int64_t t, I* a, I* b) const {
+        if (full) {
+            using IV = ILanes<T>;
+            IV i = (IV{} + I(t)) - load_int<T>(strip_i);
+            auto row = (i >= I(0)) & (i < load_int<T>(xlen_i));
+            IV zero = IV{} + I(0);
+            std::memcpy(a, &zero, sizeof zero);
+            IV w = select(row, load_int<T>(width_i), zero);
+            std::memcpy(b, &w, sizeof w);
+            return;
+        }
+        for (int k = 0; k < L; ++k) {
+            std::int64_t lo_, hi_;
+            span(pb, pl, t, k, lo_, hi_);
+            a[k] = I(lo_);
+            b[k] = I(hi_);
         }
     }
     // columns [a, b) of the strip that row t - s uses (empty outside the pair's rows)
@@ -112,31 +150,55 @@ template <class T> struct LaneMap {
 
 template <class T> using Buf = std::vector<T>;
 
-template <class T> void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* value, T* r, T* aux) {
+// r from its first 64-byte boundary (the plan's r_size leaves room for it)
+template <class T> T* aligned(T* p) {
+    return reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
+}
+template <class T> const T* aligned(const T* p) { return aligned(const_cast<T*>(p)); }
+
+// A row of r, written once by the forward and read back only by the backward: streaming stores
+// (x86) keep it out of the caches, where it would evict the block's working set (y in the
+// lanes, the cost tile). `p` is 64-byte aligned.
+template <class T> SOFTDTW_INLINE void store_stream(T* p, const Lanes<T>& v) {
+#if defined(SOFTDTW_STREAM) && defined(__AVX512F__)
+    for (int k = 0; k < Lanes<T>::K; ++k) _mm512_stream_si512(reinterpret_cast<__m512i*>(p) + k, (__m512i)v.v[k]);
+#elif defined(SOFTDTW_STREAM) && defined(__AVX__)
+    for (int k = 0; k < Lanes<T>::K; ++k) _mm256_stream_si256(reinterpret_cast<__m256i*>(p) + k, (__m256i)v.v[k]);
+#elif defined(SOFTDTW_STREAM)
+    for (int k = 0; k < Lanes<T>::K; ++k) _mm_stream_si128(reinterpret_cast<__m128i*>(p) + k, (__m128i)v.v[k]);
+#else
+    store(p, v);
+#endif
+}
+inline void stream_fence() {
+#if defined(SOFTDTW_STREAM)
+    _mm_sfence();
+#endif
+}
+
+// The cost of one step's cells, lane by lane: gathered from the cost matrix into a tile, or formed
+// from x (its rows gathered per step) and y (laid out in the lanes once per block). Cells outside
+// a lane's span are +inf; nothing outside the spans is read.
+template <class T> struct Source {
     using V = Lanes<T>;
     using IV = ILanes<T>;
     using I = typename LaneInt<T>::type;
-    constexpr int L = kLanes<T>;
-    const T inf = std::numeric_limits<T>::infinity();
-    const std::int64_t P = pl.P, W = pl.W, RW = pl.row(), D = pb.D;
-    const T scale = T(1.0 / (pb.gamma * kLn2));
-    const LaneMap<T> map(pb, pl, blk);
-    const bool keep = r != nullptr;
-    if (keep) {
-        r += blk * pl.r_block();
-        aux += blk * pl.aux_block();
-    }
-
-    Buf<T> ring(keep ? 0 : 2 * RW), infrow(RW, inf), tile(D ? 0 : RW), lc(P + L, inf), yt(D * RW, T(0)),
-        xr(D * L, T(0));
-    double off[L] = {}, off_new[L];
-    double val[L];
-    bool bad[L] = {};
-    T tmp[L];
+    static constexpr int L = kLanes<T>;
+    const Problem<T>& pb;
+    const Plan& pl;
+    const LaneMap<T>& map;
+    const std::int64_t W, D;
+    const T scale;
+    Buf<T> tile, yt, xr, zeros;
     I ia[L], ib[L];
-    for (int k = 0; k < L; ++k) val[k] = std::numeric_limits<double>::quiet_NaN();
+    bool bad[L] = {};  // (forward: a NaN or -inf cost, a non-finite entry of x or y)
 
-    if (D) {  // y in the lanes, once per block; x's rows gathered per step; non-finite entries flagged
+    Source(const Problem<T>& pb_, const Plan& pl_, const LaneMap<T>& map_, bool check)
+        : pb(pb_), pl(pl_), map(map_), W(pl_.W), D(pb_.D),
+          // (no subnormal on the way under FTZ/DAZ: gamma ln 2 may be one, 1/gamma and 1/ln 2 are not)
+          scale(T((1.0 / pb_.gamma) * (1.0 / kLn2))), tile(D ? 0 : pl_.row()), yt(D * pl_.row(), T(0)),
+          xr(D * L, T(0)), zeros(D, T(0)) {
+        if (!D) return;
         for (int k = 0; k < L; ++k) {
             std::int64_t p = map.pair[k];
             if (p < 0) continue;
@@ -145,34 +207,24 @@ template <class T> void forward_block(const Problem<T>& pb, const Plan& pl, std:
                 for (std::int64_t d = 0; d < D; ++d) {
                     T v = pb.y[(p * pb.M + c0 + j) * D + d];
                     yt[(d * W + j) * L + k] = v;
-                    bad[k] = bad[k] || !std::isfinite(v);
+                    bad[k] = bad[k] || (check && !std::isfinite(v));
                 }
-            if (map.strip[k] == 0)
-                for (std::int64_t q = 0; q < map.xlen[k] * D; ++q) bad[k] = bad[k] || !std::isfinite(pb.x[p * pb.N * D + q]);
+            if (check && map.strip[k] == 0)
+                for (std::int64_t q = 0; q < map.xlen[k] * D; ++q)
+                    bad[k] = bad[k] || !std::isfinite(pb.x[p * pb.N * D + q]);
         }
     }
 
-    V prevB;
-    for (int k = 0; k < L; ++k) tmp[k] = (map.strip[k] == 0) ? T(0) : inf;  // R[0, 0] = 0 left of strip 0
-    prevB = load(tmp);
-    const T* pr = infrow.data();
-    for (std::int64_t t = 0; t < map.steps; ++t) {
-        T* cr = keep ? r + t * RW : ring.data() + (t & 1) * RW;
-        // the columns each lane uses this step, and its source
-        for (int k = 0; k < L; ++k) {
-            std::int64_t a, b;
-            map.span(pb, pl, t, k, a, b);
-            ia[k] = I(a);
-            ib[k] = I(b);
-        }
+    // step t's spans, x rows, and (cost) tile when `cost` is asked for
+    void prepare(std::int64_t t, bool cost) {
+        const T inf = std::numeric_limits<T>::infinity();
+        map.spans(pb, pl, t, ia, ib);
         if (D) {
             for (int k = 0; k < L; ++k) {
-                std::int64_t i = t - map.strip[k];
-                bool row = ia[k] < ib[k];
-                for (std::int64_t d = 0; d < D; ++d)
-                    xr[d * L + k] = row ? pb.x[(map.pair[k] * pb.N + i) * D + d] : T(0);
+                const T* src = ia[k] < ib[k] ? pb.x + (map.pair[k] * pb.N + t - map.strip[k]) * D : zeros.data();
+                for (std::int64_t d = 0; d < D; ++d) xr[d * L + k] = src[d];
             }
-        } else {
+        } else if (cost) {
             std::fill(tile.begin(), tile.end(), inf);
             for (int k = 0; k < L; ++k) {
                 if (ia[k] >= ib[k]) continue;
@@ -186,19 +238,13 @@ template <class T> void forward_block(const Problem<T>& pb, const Plan& pl, std:
                 bad[k] = bad[k] || b_;
             }
         }
-        // re-base: the minimum of the lane's previous row becomes its new zero
-        V mn = load(pr);
-        for (std::int64_t j = 1; j < W; ++j) mn = vmin(mn, load(pr + j * L));
-        V delta = select(mn < inf, mn, V{} + T(0));
-        store(tmp, delta);
-        for (int k = 0; k < L; ++k) off_new[k] = off[k] + double(tmp[k]);
-        for (int k = 0; k < L; ++k) tmp[k] = (k >= P) ? T(off[k - P] - off_new[k]) : T(0);
-        V shift = load(tmp);
-        if (keep) {
-            store(aux + t * 2 * L, delta);
-            store(aux + t * 2 * L + L, shift);
-        }
-        V curB = load(lc.data()) + shift;
+    }
+
+    // one step's row: cr[j] = softmin(diag, up, left) + cost, from the previous row pr (both in
+    // the lane's frame of this step after subtracting delta), the left boundary curB and the
+    // previous row's boundary prevB
+    void row(const T* pr, T* cr, V delta, V curB, V prevB) const {
+        const T inf = std::numeric_limits<T>::infinity();
         V diag = prevB - delta, left = curB;
         if (D) {
             const IV va = load_int<T>(ia), vb = load_int<T>(ib);
@@ -225,6 +271,62 @@ template <class T> void forward_block(const Problem<T>& pb, const Plan& pl, std:
                 left = v;
             }
         }
+    }
+};
+
+// The left boundary of strip 0 before the first row: R[0, 0] = 0; +inf for the other strips.
+template <class T> Lanes<T> first_boundary(const LaneMap<T>& map) {
+    constexpr int L = kLanes<T>;
+    T tmp[L];
+    for (int k = 0; k < L; ++k) tmp[k] = (map.strip[k] == 0) ? T(0) : std::numeric_limits<T>::infinity();
+    return load(tmp);
+}
+
+// aux, per step: the lanes' re-basing offsets (delta) and left boundaries (curB)
+enum { kDelta = 0, kCurB = 1, kAuxPerStep = 2 };
+
+template <class T>
+void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* value, T* r, T* aux, std::int64_t seg) {
+    using V = Lanes<T>;
+    constexpr int L = kLanes<T>;
+    const T inf = std::numeric_limits<T>::infinity();
+    const std::int64_t P = pl.P, W = pl.W, RW = pl.row();
+    const LaneMap<T> map(pb, pl, blk);
+    const bool keep = r != nullptr;
+    if (keep) {
+        r = aligned(r) + blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
+        aux += blk * pl.aux_block();
+    }
+    Source<T> src(pb, pl, map, true);
+    Buf<T> ring(2 * RW), infrow(RW, inf), lc(P + L, inf);
+    double off[L] = {}, off_new[L];
+    double val[L];
+    T tmp[L];
+    for (int k = 0; k < L; ++k) val[k] = std::numeric_limits<double>::quiet_NaN();
+
+    V prevB = first_boundary(map);
+    const T* pr = infrow.data();
+    for (std::int64_t t = 0; t < map.steps; ++t) {
+        T* cr = ring.data() + (t & 1) * RW;  // (computed in two cached rows, streamed to r below)
+        src.prepare(t, true);
+        // re-base: the minimum of the lane's previous row becomes its new zero
+        V mn = load(pr);
+        for (std::int64_t j = 1; j < W; ++j) mn = vmin(mn, load(pr + j * L));
+        V delta = select(mn < inf, mn, V{} + T(0));
+        store(tmp, delta);
+        for (int k = 0; k < L; ++k) off_new[k] = off[k] + double(tmp[k]);
+        for (int k = 0; k < L; ++k) tmp[k] = (k >= P) ? T(off[k - P] - off_new[k]) : T(0);
+        V shift = load(tmp);
+        V curB = load(lc.data()) + shift;
+        src.row(pr, cr, delta, curB, prevB);
+        if (keep) {
+            store(aux + (t * kAuxPerStep + kDelta) * L, delta);
+            store(aux + (t * kAuxPerStep + kCurB) * L, curB);
+            // every row, or (checkpoints) the last row of each whole segment
+            T* dst = !seg ? r + t * RW : ((t + 1) % seg == 0 ? r + ((t + 1) / seg - 1) * RW : nullptr);
+            if (dst)
+                for (std::int64_t j = 0; j < W; ++j) store_stream(dst + j * L, load(cr + j * L));
+        }
         prevB = curB;
         std::copy(cr + (W - 1) * L, cr + W * L, lc.begin() + P);
         for (int k = 0; k < L; ++k) {
@@ -233,14 +335,16 @@ template <class T> void forward_block(const Problem<T>& pb, const Plan& pl, std:
         }
         pr = cr;
     }
+    stream_fence();
     // bad flags of a pair's strips, then the values
+    bool bad[L] = {};
     for (int k = 0; k < L; ++k)
-        if (map.pair[k] >= 0 && bad[k]) bad[k % P] = true;
-    const double out_scale = pb.gamma * kLn2;
+        if (map.pair[k] >= 0 && src.bad[k]) bad[k % P] = true;
+    const double gamma = pb.gamma;
     for (int k = 0; k < L; ++k) {
         if (map.vstep[k] < 0) continue;
         std::int64_t p = map.pair[k];
-        value[p] = bad[k % P] ? std::numeric_limits<T>::quiet_NaN() : T(val[k] * out_scale);
+        value[p] = bad[k % P] ? std::numeric_limits<T>::quiet_NaN() : T((val[k] * kLn2) * gamma);
     }
     for (int k = 0; k < P; ++k) {  // pairs without a value cell (a zero length): +inf, as no path
         std::int64_t p = blk * P + k;
@@ -249,82 +353,79 @@ template <class T> void forward_block(const Problem<T>& pb, const Plan& pl, std:
 }
 
 template <class T, bool Ent>
-void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, const T* r, const T* aux, const T* gv,
-                    const Grads<T>& out) {
+void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, const T* r, const T* aux,
+                    std::int64_t seg, const T* gv, const Grads<T>& out) {
     using V = Lanes<T>;
     constexpr int L = kLanes<T>;
     const T inf = std::numeric_limits<T>::infinity();
     const std::int64_t P = pl.P, W = pl.W, RW = pl.row(), D = pb.D;
     const LaneMap<T> map(pb, pl, blk);
-    r += blk * pl.r_block();
+    r = aligned(r) + blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
     aux += blk * pl.aux_block();
+    auto aux_at = [&](std::int64_t t, int what) { return load(aux + (t * kAuxPerStep + what) * L); };
 
-    Buf<T> infrow(RW, inf), accN(RW, T(0)), accP(RW, T(0)), etile(RW), yt(D * RW, T(0)), gyt(D * RW, T(0)),
-        xr(D * L, T(0)), lcb(P + L, inf), lcb2(P + L, inf);
+    Source<T> src(pb, pl, map, false);
+    Buf<T> infrow(RW, inf), accN(RW, T(0)), accP(RW, T(0)), etile(RW), gyt(D * RW, T(0)), gxs(D * L);
+    // checkpoints: the rows of the current segment, recomputed from the row before it
+    Buf<T> segrows(seg ? (seg + 1) * RW : 0);
+    std::int64_t seg0 = 0;  // the segment's first step
     T H1[L] = {}, D1[L] = {}, D2[L] = {}, tmp[L], g[L];
     double gg[L] = {};
     for (int k = 0; k < L; ++k) g[k] = map.pair[k] >= 0 ? gv[map.pair[k]] : T(0);
-    if (D) {
-        for (int k = 0; k < L; ++k) {
-            std::int64_t p = map.pair[k];
-            if (p < 0) continue;
-            std::int64_t c0 = map.strip[k] * W, yl = pb.yl[p];
-            for (std::int64_t j = 0; j < W && c0 + j < yl; ++j)
-                for (std::int64_t d = 0; d < D; ++d) yt[(d * W + j) * L + k] = pb.y[(p * pb.M + c0 + j) * D + d];
-        }
-    }
-    Buf<T> gxs(D * L);
+    const V first = first_boundary(map);
     const bool need_y = out.y != nullptr;
     for (std::int64_t t = map.steps - 1; t >= 0; --t) {
-        const T* cr = r + t * RW;
-        const T* pr = t > 0 ? cr - RW : infrow.data();
-        const V delta = load(aux + t * 2 * L), shift = load(aux + t * 2 * L + L);
-        // the left boundary of this row and of the previous one, as the forward formed them
-        std::copy(pr + (W - 1) * L, pr + W * L, lcb.begin() + P);
-        V curB = load(lcb.data()) + shift;
-        V prevB;
-        if (t >= 1) {
-            const T* ppr = t >= 2 ? cr - 2 * RW : infrow.data();
-            std::copy(ppr + (W - 1) * L, ppr + W * L, lcb2.begin() + P);
-            prevB = load(lcb2.data()) + load(aux + (t - 1) * 2 * L + L);
+        const T *cr, *pr;
+        if (!seg) {
+            cr = r + t * RW;
+            pr = t > 0 ? cr - RW : infrow.data();
         } else {
-            for (int k = 0; k < L; ++k) tmp[k] = (map.strip[k] == 0) ? T(0) : inf;
-            prevB = load(tmp);
+            if (t == map.steps - 1 || (t + 1) % seg == 0) {  // the last step of a segment: recompute it
+                seg0 = (t / seg) * seg;
+                const T* start = seg0 > 0 ? r + (seg0 / seg - 1) * RW : infrow.data();
+                std::copy(start, start + RW, segrows.begin());
+                for (std::int64_t u = seg0; u <= t; ++u) {
+                    src.prepare(u, true);
+                    src.row(segrows.data() + (u - seg0) * RW, segrows.data() + (u - seg0 + 1) * RW,
+                            aux_at(u, kDelta), aux_at(u, kCurB), u > 0 ? aux_at(u - 1, kCurB) : first);
+                }
+            }
+            cr = segrows.data() + (t - seg0 + 1) * RW;
+            pr = cr - RW;
         }
-        V diagB = prevB - delta;
-        for (int k = 0; k < L; ++k)
-            if (map.vstep[k] == t) accN[map.vcol[k] * L + k] += T(1);
+        const V delta = aux_at(t, kDelta);
+        const V curB = aux_at(t, kCurB);
+        const V diagB = (t > 0 ? aux_at(t - 1, kCurB) : first) - delta;
+        for (int k = 0; k < L; ++k)  // E = 1 at the value's cell (a pair with no path, value +inf: E = 0)
+            if (map.vstep[k] == t && cr[map.vcol[k] * L + k] < inf) accN[map.vcol[k] * L + k] += T(1);
         for (int k = 0; k < L; ++k) tmp[k] = k + P < L ? H1[k + P] + D2[k + P] : T(0);
         V carry = load(tmp);
-        std::fill(accP.begin(), accP.end(), T(0));
-        V newD = V{} + T(0), ent = V{} + T(0), ggv = V{} + T(0);
-        if (D) {
-            for (int k = 0; k < L; ++k) {
-                std::int64_t i = t - map.strip[k];
-                bool row = map.pair[k] >= 0 && i >= 0 && i < map.xlen[k];
-                for (std::int64_t d = 0; d < D; ++d) xr[d * L + k] = row ? pb.x[(map.pair[k] * pb.N + i) * D + d] : T(0);
-            }
-        }
+        V ent = V{} + T(0), ggv = V{} + T(0);
+        src.prepare(t, false);
+        // accP[j] (the pushes into row i - 1) is e_j wb_j + e_(j+1) wa_(j+1): the second term
+        // waits in `pend` one iteration, so each entry is stored once, never loaded
+        V pend = V{} + T(0);
+        V b = load(pr + (W - 1) * L) - delta;
         for (std::int64_t j = W - 1; j >= 0; --j) {
             V c = j > 0 ? load(cr + (j - 1) * L) : curB;
-            V b = load(pr + j * L) - delta;
             V a = j > 0 ? load(pr + (j - 1) * L) - delta : diagB;
             V e = load(accN.data() + j * L) + carry;
             V wa, wb, wc;
             weights<T, Ent>(a, b, c, wa, wb, wc, ent);
-            store(accP.data() + j * L, load(accP.data() + j * L) + e * wb);
-            if (j > 0)
-                store(accP.data() + (j - 1) * L, load(accP.data() + (j - 1) * L) + e * wa);
-            else
-                newD = e * wa;
+            store(accP.data() + j * L, e * wb + pend);
+            pend = e * wa;
             carry = e * wc;
             if constexpr (Ent) ggv += e * ent;
             store(etile.data() + j * L, e);
+            b = a;  // (row i - 1, column j - 1 is the next cell's up)
+            if (!seg && t >= 2)  // the row the step after next reads from memory (r is read once, in reverse)
+                for (int q = 0; q < int(L * sizeof(T)); q += 64)
+                    SOFTDTW_PREFETCH(reinterpret_cast<const char*>(pr - RW + j * L) + q);
         }
         if (D) {  // this row's gradients of x and y: a pass over E per feature (throughput, not latency)
             for (std::int64_t d = 0; d < D; ++d) {
-                const V xd = load(xr.data() + d * L);
-                const T* yd = yt.data() + d * W * L;
+                const V xd = load(src.xr.data() + d * L);
+                const T* yd = src.yt.data() + d * W * L;
                 T* gyd = gyt.data() + d * W * L;
                 V acc = V{} + T(0);
                 for (std::int64_t j = 0; j < W; ++j) {
@@ -336,13 +437,12 @@ void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, cons
             }
         }
         std::copy(D1, D1 + L, D2);
-        store(D1, newD);
+        store(D1, pend);  // (column 0's diagonal push, into the left strip's last column)
         store(H1, carry);
         accN.swap(accP);
         // this step's gradients
         for (int k = 0; k < L; ++k) {
-            std::int64_t a, b;
-            map.span(pb, pl, t, k, a, b);
+            const std::int64_t a = src.ia[k], b = src.ib[k];
             if (a >= b) continue;
             std::int64_t p = map.pair[k], i = t - map.strip[k];
             if (D) {
@@ -381,19 +481,20 @@ void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, cons
 
 }  // namespace
 
-template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, int threads) {
+template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, std::int64_t seg, int threads) {
     const Plan pl = make_plan(pb.B, pb.N, pb.M, kLanes<T>);
-    parallel_for(threads, pl.blocks, [&](std::int64_t blk) { forward_block<T>(pb, pl, blk, value, r, aux); });
+    parallel_for(threads, pl.blocks, [&](std::int64_t blk) { forward_block<T>(pb, pl, blk, value, r, aux, seg); });
 }
 
 template <class T>
-void backward(const Problem<T>& pb, const T* r, const T* aux, const T* gv, const Grads<T>& out, int threads) {
+void backward(const Problem<T>& pb, const T* r, const T* aux, std::int64_t seg, const T* gv, const Grads<T>& out,
+              int threads) {
     const Plan pl = make_plan(pb.B, pb.N, pb.M, kLanes<T>);
     parallel_for(threads, pl.blocks, [&](std::int64_t blk) {
         if (out.gamma)
-            backward_block<T, true>(pb, pl, blk, r, aux, gv, out);
+            backward_block<T, true>(pb, pl, blk, r, aux, seg, gv, out);
         else
-            backward_block<T, false>(pb, pl, blk, r, aux, gv, out);
+            backward_block<T, false>(pb, pl, blk, r, aux, seg, gv, out);
     });
 }
 

@@ -17,8 +17,10 @@ inline constexpr int kBlockBytes = 256;
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SOFTDTW_INLINE inline __attribute__((always_inline))
+#define SOFTDTW_PREFETCH(p) __builtin_prefetch((p), 0, 0)
 #else
 #define SOFTDTW_INLINE inline
+#define SOFTDTW_PREFETCH(p) ((void)(p))
 #endif
 
 template <class T> struct LaneInt;  // the integer of T's width (masks, exponent bits)

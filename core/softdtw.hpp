@@ -10,13 +10,13 @@
 // every operation of the recursion is one vector operation over the block. A pair takes N + S - 1
 // steps. `r` keeps, per block, per step, per column of the strip, the lanes (W x lanes values per
 // step); `aux` keeps per block, per step, two values per lane (the re-basing offset and the
-// boundary shift below).
+// left boundary below).
 //
 // Numerics: values in base-2 units R / (gamma ln 2), softmin = m - log2(1 + 2^(m - mid) +
 // 2^(m - max)), vectorised polynomial exp2/log2 (simd.hpp). Each lane stores its row relative to
 // an offset re-based at every step by the minimum of its previous row (so float32 R stays small
 // and differences of neighbours accurate at any size); a strip's left boundary moves from its
-// neighbour's offset to its own by the shift kept in `aux`. The backward recomputes every cell's
+// neighbour's offset to its own (kept in `aux`, in the lane's frame). The backward recomputes every cell's
 // normalised softmin weights from its stored predecessors and pushes E[cell] * w back to them
 // (mass is conserved, nothing overflows, no cost is needed).
 #pragma once
@@ -30,7 +30,11 @@ struct Plan {
     std::int64_t row() const { return W * lanes; }                 // values per step of a block
     std::int64_t r_block() const { return steps * row(); }         // r per block
     std::int64_t aux_block() const { return steps * 2 * lanes; }   // aux per block
-    std::int64_t r_size() const { return blocks * r_block(); }
+    // checkpoints (memory O(B sqrt(N) M)): r holds the last row of each whole segment of `seg` steps
+    std::int64_t ckpt_rows(std::int64_t seg) const { return steps / seg; }
+    // (+ 64 bytes: the kernels start r at its first 64-byte boundary, for streaming stores)
+    std::int64_t r_size() const { return blocks * r_block() + 64; }
+    std::int64_t ckpt_size(std::int64_t seg) const { return blocks * ckpt_rows(seg) * row() + 64; }
     std::int64_t aux_size() const { return blocks * aux_block(); }
 };
 
@@ -55,9 +59,11 @@ template <class T> struct Problem {
 };
 
 // value (B): soft-DTW of each pair; NaN where the pair's used cost holds a NaN or -inf, or its
-// used series a non-finite entry. r, aux (sizes of the plan): the backward's state, or null
-// (values only: two rows per block are kept).
-template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, int threads);
+// used series a non-finite entry. r, aux: the backward's state, or null (values only: two rows
+// per block are kept). seg == 0: r keeps every row (plan.r_size()); seg > 0: every seg-th row
+// (plan.ckpt_size(seg), O(B sqrt(N) M) for seg ~ sqrt(N)), the backward recomputes the others
+// to the last bit.
+template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, std::int64_t seg, int threads);
 
 // From forward's state: gv (B) the upstream gradient; outputs (each may be null, all zeroed by
 // the caller): grad_cost (B, N, M) = gv E, grad_x (B, N, D), grad_y (B, M, D) (D >= 1),
@@ -69,17 +75,18 @@ template <class T> struct Grads {
     T* gamma = nullptr;
 };
 template <class T>
-void backward(const Problem<T>& pb, const T* r, const T* aux, const T* gv, const Grads<T>& out, int threads);
+void backward(const Problem<T>& pb, const T* r, const T* aux, std::int64_t seg, const T* gv, const Grads<T>& out,
+              int threads);
 
 // Explicit instantiations of forward and backward for float32 and float64 (in the dispatcher
 // and in each instruction set's namespace).
 #define SOFTDTW_INSTANTIATE                                                                             \
-    template void forward<float>(const Problem<float>&, float*, float*, float*, int);                     \
-    template void forward<double>(const Problem<double>&, double*, double*, double*, int);                \
-    template void backward<float>(const Problem<float>&, const float*, const float*, const float*,        \
-                                  const Grads<float>&, int);                                              \
-    template void backward<double>(const Problem<double>&, const double*, const double*, const double*,   \
-                                   const Grads<double>&, int);
+    template void forward<float>(const Problem<float>&, float*, float*, float*, std::int64_t, int);       \
+    template void forward<double>(const Problem<double>&, double*, double*, double*, std::int64_t, int);  \
+    template void backward<float>(const Problem<float>&, const float*, const float*, std::int64_t,        \
+                                  const float*, const Grads<float>&, int);                                \
+    template void backward<double>(const Problem<double>&, const double*, const double*, std::int64_t,    \
+                                   const double*, const Grads<double>&, int);
 
 // The instruction set the kernels run on ("avx512", "avx2", "sse2", "neon", "scalar").
 const char* isa();

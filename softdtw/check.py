@@ -24,7 +24,7 @@ import sys
 import textwrap
 import time
 
-REALIZATIONS = ("numpy", "torch-numba", "torch-pure", "torch-triton", "jax")
+REALIZATIONS = ("numpy", "torch-cpu", "torch-pure", "torch-triton", "jax")
 DTYPES = ("float32", "float64")
 EXAMPLES, JAX_EXAMPLES = 5, 2  # the default: a quick look (JAX compiles for every new shape)
 JAX_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "softdtw", "jax")

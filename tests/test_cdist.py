@@ -500,12 +500,13 @@ def test_demo_cdist_runs_without_tqdm(monkeypatch, capsys):
     assert k.shape == (12, 12) and (k == k.T).all() and (np.diagonal(k) == 0).all() and k.min() >= 0
 
 
-def test_numpy_import_leaves_numba_unloaded_until_used():
+def test_numpy_cdist_and_barycenter_load_no_numba():
     import subprocess
 
     code = ("import sys, numpy as np, softdtw.numpy as s\n"
             "assert 'numba' not in sys.modules\n"
             "s.cdist_soft_dtw(np.zeros((2, 3, 1)))\n"
-            "assert 'numba' in sys.modules and 'torch' not in sys.modules and 'jax' not in sys.modules\n")
+            "s.soft_dtw_barycenter(np.arange(12.0).reshape(2, 3, 2), max_iter=2)\n"
+            "assert not {'numba', 'llvmlite', 'torch', 'jax'} & set(sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -4,6 +4,8 @@ variable-length datasets (NaN-padded arrays, nested lists, lists of arrays)."""
 
 import warnings
 
+import os
+
 import numpy as np
 import pytest
 
@@ -397,13 +399,15 @@ def test_inf_in_a_dataset_series_gives_nan_entries():
     np.testing.assert_array_equal(X, given)  # the caller's dataset is not written
 
 
-def test_thread_count_follows_numba(monkeypatch):
-    """NumPy's kernels (cdist) run on numba's setting: no thread count is imposed on them."""
-    from softdtw.kernels import numba_cpu
+def test_thread_count_is_the_cpus_the_process_may_use(monkeypatch):
+    """NumPy's kernels (cdist) run the core on the CPUs this process may use (its affinity): no
+    thread count is imposed by the caller."""
+    from softdtw.kernels import cpu
 
     seen = []
-    real = numba_cpu._threads
-    monkeypatch.setattr(numba_cpu, "_threads", lambda threads=None: seen.append(threads) or real(threads))
+    real = cpu._threads
+    monkeypatch.setattr(cpu, "_threads", lambda threads=None: seen.append((threads, real(threads))) or real(threads))
     X = np.random.default_rng(0).standard_normal((70, 6, 2))
     sd.cdist_soft_dtw(X, gamma=1.0)
-    assert seen and all(t is None for t in seen)
+    want = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert seen and all(t is None and n == want for t, n in seen)

@@ -243,7 +243,7 @@ def test_packed_sequence():
 
 def test_cpu_kernel_is_used():
     mod = _ops._kernel_module("cpu")
-    assert mod.__name__ in ("softdtw.kernels.numba_cpu", "softdtw.torch._pure")
+    assert mod.__name__ == "softdtw.kernels.cpu"  # the compiled core
 
 
 def test_opcheck(kernel):
@@ -552,15 +552,15 @@ def test_fused_values_without_grad_keep_no_state(monkeypatch, kw):
     # no gradient wanted (torch.no_grad, inference mode, or no input requiring grad): the fused
     # kernel's values without R (keep=False), to the last bit those of the differentiable call
     from softdtw import spec
-    from softdtw.kernels import numba_cpu
+    from softdtw.kernels import cpu
 
     torch.manual_seed(2)
     x = torch.randn(3, 40, 2, requires_grad=True)
     y = torch.randn(3, 40 if kw.get("normalize") else 30, 2)
     want = soft_dtw(x, y, 0.3, **kw).detach()
     keeps = []
-    fwd = numba_cpu.forward_sqeuclidean
-    monkeypatch.setattr(numba_cpu, "forward_sqeuclidean", lambda *a, **k: keeps.append(a[-1]) or fwd(*a, **k))
+    fwd = cpu.forward_sqeuclidean
+    monkeypatch.setattr(cpu, "forward_sqeuclidean", lambda *a, **k: keeps.append(a[-1]) or fwd(*a, **k))
     with torch.no_grad():
         got_no_grad = soft_dtw(x, y, 0.3, **kw)
     with torch.inference_mode():

@@ -266,12 +266,12 @@ def test_threads_give_the_single_thread_bits(route):
 
 
 def test_thread_count_follows_torch(monkeypatch):
-    """The numba kernels run on torch.get_num_threads() threads, not numba's setting."""
-    from softdtw.kernels import numba_cpu
+    """The CPU core runs on torch.get_num_threads() threads."""
+    from softdtw.kernels import cpu
 
     seen = []
-    real = numba_cpu._threads
-    monkeypatch.setattr(numba_cpu, "_threads", lambda threads=None: seen.append(threads) or real(threads))
+    real = cpu._threads
+    monkeypatch.setattr(cpu, "_threads", lambda threads=None: seen.append(threads) or real(threads))
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

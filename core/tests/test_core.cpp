@@ -133,13 +133,13 @@ template <class T> struct Result {
     std::vector<T> value, gcost, gx, gy, ggamma;
 };
 
-template <class T> Result<T> run(const Case<T>& c, bool fused, int threads) {
+template <class T> Result<T> run(const Case<T>& c, bool fused, int threads, std::int64_t seg = 0) {
     auto pb = problem(c, fused);
     softdtw::Plan pl = softdtw::make_plan(c.B, c.N, c.M, 256 / sizeof(T));
-    std::vector<T> r(pl.r_size()), aux(pl.aux_size()), gv(c.B, T(1));
+    std::vector<T> r(seg ? pl.ckpt_size(seg) : pl.r_size()), aux(pl.aux_size()), gv(c.B, T(1));
     Result<T> out;
     out.value.resize(c.B);
-    softdtw::forward<T>(pb, out.value.data(), r.data(), aux.data(), threads);
+    softdtw::forward<T>(pb, out.value.data(), r.data(), aux.data(), seg, threads);
     out.gcost.assign(c.cost.size(), T(0));
     out.gx.assign(c.x.size(), T(0));
     out.gy.assign(c.y.size(), T(0));
@@ -152,7 +152,7 @@ template <class T> Result<T> run(const Case<T>& c, bool fused, int threads) {
         g.cost = out.gcost.data();
     }
     g.gamma = out.ggamma.data();
-    softdtw::backward<T>(pb, r.data(), aux.data(), gv.data(), g, threads);
+    softdtw::backward<T>(pb, r.data(), aux.data(), seg, gv.data(), g, threads);
     return out;
 }
 
@@ -226,6 +226,19 @@ template <class T> void gamma_gradient(double gamma) {
     }
 }
 
+template <class T> void checkpoints_are_exact(const Case<T>& c) {
+    // the checkpointed backward recomputes every row as the forward formed it: the same bits
+    for (bool fused : {false, true}) {
+        Result<T> full = run(c, fused, 2);
+        for (std::int64_t seg : {1, 3, 7, 1000}) {
+            Result<T> ck = run(c, fused, 2, seg);
+            check(ck.value == full.value && ck.gcost == full.gcost && ck.gx == full.gx && ck.gy == full.gy &&
+                      ck.ggamma == full.ggamma,
+                  "checkpoints every " + std::to_string(seg) + " steps change the results");
+        }
+    }
+}
+
 void forked_child_runs() {
     Case<float> c = make_case<float>(70, 20, 20, 2, 0.5, -1, false, 3);
     Result<float> parent = run(c, true, 2);  // starts the pool's threads
@@ -296,6 +309,8 @@ int main(int argc, char** argv) {
     thread_counts_agree(make_case<float>(130, 40, 50, 2, 1.0, 3, true, 13));
     thread_counts_agree(make_case<double>(5, 200, 300, 1, 1.0, -1, false, 17));
     nonfinite_pair_is_nan();
+    checkpoints_are_exact(make_case<float>(70, 31, 45, 3, 0.5, 2, true, 19));
+    checkpoints_are_exact(make_case<double>(3, 40, 300, 2, 0.5, -1, true, 23));
     concurrent_callers();
     if (fork_test) forked_child_runs();
     std::printf("%s (%d failed checks)\n", failures ? "FAILED" : "passed", failures);

@@ -3,25 +3,28 @@ the contract of :mod:`softdtw.kernels`.
 
 The layout and numerics are described in ``core/softdtw.hpp``. Here: the NumPy side of the
 contract, outputs allocated and passed to the core, which checks shapes and releases the GIL.
-``r`` and ``aux`` are flat arrays whose lengths depend only on ``(B, N, M)`` and the dtype
-(:func:`state_shapes`), so torch.compile's fake tensors know them without running the kernel.
+``r`` and ``aux`` have shapes that depend only on ``(B, N, M)`` and the dtype
+(:func:`state_shapes`), so torch.compile's fake tensors know them without running the kernel;
+``r`` is ``(rows, M)`` (the core's flat state rounded up to whole rows), so that ``r.shape[-1]``
+is ``M`` for the backward, as with the other kernels' ``(B, N, M)``.
 
 The core also takes series instead of a cost (:func:`forward_sqeuclidean`,
 :func:`backward_sqeuclidean`): it forms the squared Euclidean cost cell by cell, so neither the
-cost matrix nor its gradient is formed. Threads: the core's own (``threads=`` at most; default
-``os.cpu_count()``), fork-safe, with denormals flushed inside the kernel only.
+cost matrix nor its gradient is formed. Threads: the core's own (``threads=`` at most; default:
+the CPUs the process may use), fork-safe, with denormals flushed inside the kernel only.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
 from .. import _core
 
-__all__ = ["aux_shape", "backward", "backward_sqeuclidean", "forward", "forward_sqeuclidean", "isa",
-           "state_shapes", "values"]
+__all__ = ["aux_shape", "backward", "backward_sqeuclidean", "checkpoint_backward", "checkpoint_forward", "forward",
+           "forward_sqeuclidean", "isa", "nonfinite_pairs", "segment_steps", "state_shapes", "values"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -33,8 +36,9 @@ def isa() -> str:
 
 def state_shapes(B: int, N: int, M: int, dtype) -> tuple[tuple[int], tuple[int]]:
     """The shapes of ``r`` and ``aux`` for ``(B, N, M)`` pairs of ``dtype`` (float32 or float64)."""
-    r, aux = _core.state_sizes(int(B), int(N), int(M), np.dtype(dtype).itemsize)
-    return (r,), (aux,)
+    r, aux, _ = _core.state_sizes(int(B), int(N), int(M), np.dtype(dtype).itemsize)
+    m = max(int(M), 1)
+    return (-(-r // m), m), (aux,)
 
 
 def aux_shape(B: int, N: int, M: int, dtype=np.float32):
@@ -43,13 +47,25 @@ def aux_shape(B: int, N: int, M: int, dtype=np.float32):
 
 
 def _threads(threads):
-    return max(1, int(threads)) if threads is not None else (os.cpu_count() or 1)
+    """``threads``, or the CPUs this process may use (its affinity: a container's or taskset's limit)."""
+    if threads is not None:
+        return max(1, int(threads))
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _ints(a):
     if type(a) is np.ndarray and a.dtype == np.int32 and a.flags.c_contiguous:
         return a
     return np.ascontiguousarray(a, np.int32)
+
+
+def _grad_value(g, B, dtype):
+    g = np.ascontiguousarray(g, dtype)
+    if g.size != B:
+        raise ValueError(f"grad_value must have one entry per pair ({B}), got shape {g.shape}")
+    return g.reshape(B)
 
 
 def _check(dtype):
@@ -62,11 +78,13 @@ def forward(cost, gamma, x_len, y_len, lo, hi, keep=True, threads=None):
     values alone (the same numbers), ``r`` and ``aux`` empty."""
     cost = np.ascontiguousarray(cost)
     _check(cost.dtype)
+    if cost.ndim != 3:
+        raise ValueError(f"cost must be (B, N, M), got shape {cost.shape}")
     B, N, M = cost.shape
     value = np.empty(B, cost.dtype)
     r, aux = _state(B, N, M, cost.dtype, keep)
     _core.forward(cost, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), value,
-                  r if keep else None, aux if keep else None, _threads(threads))
+                  r.reshape(-1) if keep else None, aux if keep else None, 0, _threads(threads))
     return value, r, aux
 
 
@@ -79,7 +97,9 @@ def _state(B, N, M, dtype, keep):
     if not keep:
         return np.empty(0, dtype), np.empty(0, dtype)
     rs, auxs = state_shapes(B, N, M, dtype)
-    return np.empty(rs, dtype), np.empty(auxs, dtype)
+    # zeros, not empty: the parts the plan does not fill (the steps a block of shorter pairs
+    # skips, the rounding) hold zeros, not whatever memory held (calloc: free for large arrays)
+    return np.zeros(rs, dtype), np.zeros(auxs, dtype)
 
 
 def _series(x, y):
@@ -102,23 +122,21 @@ def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True, threads=No
     value = np.empty(B, x.dtype)
     r, aux = _state(B, N, M, x.dtype, keep)
     _core.forward_sqeuclidean(x, y, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), value,
-                              r if keep else None, aux if keep else None, _threads(threads))
+                              r.reshape(-1) if keep else None, aux if keep else None, 0, _threads(threads))
     return value, r, aux
 
 
-def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, threads=None, shape=None):
-    """``(grad_cost, grad_gamma)`` from the state of :func:`forward`; ``shape=(N, M)``, the
-    cost's (``r`` is flat), is required."""
+def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, threads=None):
+    """``(grad_cost, grad_gamma)`` from the state of :func:`forward` (the cost's ``(N, M)`` from
+    ``lo`` and ``r``)."""
     lo = _ints(lo)
-    if shape is None:
-        raise TypeError("backward needs shape=(N, M): the core's r is flat")
-    N, M = shape
-    B = lo.shape[0]
-    gv = np.ascontiguousarray(grad_value, r.dtype).reshape(B)
+    B, N = lo.shape
+    M = r.shape[-1]
+    gv = _grad_value(grad_value, B, r.dtype)
     grad = np.zeros((B, N, M), r.dtype)
     gg = np.zeros(B, r.dtype) if need_gamma_grad else None
-    _core.backward(r, aux, int(N), int(M), float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv, grad, gg,
-                   _threads(threads))
+    _core.backward(np.ascontiguousarray(r).reshape(-1), aux, int(N), int(M), float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv, grad, gg,
+                   0, None, _threads(threads))
     return grad, gg
 
 
@@ -130,12 +148,76 @@ def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, 
     ``need_y=False``: ``grad_y`` is None and not summed (the faster sweep)."""
     x, y = _series(x, y)
     B = x.shape[0]
-    gv = np.ascontiguousarray(grad_value, x.dtype).reshape(B)
+    gv = _grad_value(grad_value, B, x.dtype)
     gx = np.zeros(x.shape, x.dtype) if need_x else None
     gy = np.zeros(y.shape, y.dtype) if need_y else None
     gg = np.zeros(B, x.dtype) if need_gamma_grad else None
-    _core.backward_sqeuclidean(r, aux, x, y, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), gv,
-                               gx, gy, gg, _threads(threads))
+    _core.backward_sqeuclidean(np.ascontiguousarray(r).reshape(-1), aux, x, y, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), gv,
+                               gx, gy, gg, 0, _threads(threads))
     if need_gamma_grad:
         return gx, gy, gg
     return gx, gy
+
+
+def nonfinite_pairs(a, lengths):
+    """``(B,)`` bool: whether ``a[b, :lengths[b]]`` (float32 or float64 ``(B, N, D)``) holds a
+    NaN or an infinity (one pass, no temporaries)."""
+    a = np.ascontiguousarray(a)
+    _check(a.dtype)
+    bad = np.empty(a.shape[0], np.bool_)
+    _core.nonfinite_pairs(a, _ints(lengths), bad)
+    return bad
+
+
+# ---------------------------------------------------------------------------------------------
+# memory="checkpoint": r keeps the last row of every segment of about sqrt(N) steps; the
+# backward recomputes each segment's rows from the one before it (to the last bit the default
+# state's numbers), so memory is O(B sqrt(N) M) besides the inputs.
+# ---------------------------------------------------------------------------------------------
+
+
+def segment_steps(B: int, N: int, M: int, dtype) -> int:
+    """Steps per segment: about the square root of a block's steps (``N`` plus its strips' skew)."""
+    steps = _core.state_sizes(int(B), int(N), int(M), np.dtype(dtype).itemsize)[2]
+    return max(1, math.isqrt(max(steps, 1)))
+
+
+def checkpoint_forward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, threads=None):
+    """``(value, state)``: the squared Euclidean cost of ``x`` (B, N, D), ``y`` (B, M, D) with
+    ``cost`` None, or of ``cost`` (B, N, M) with ``x``, ``y`` None; ``state`` for
+    :func:`checkpoint_backward` (the checkpoints every ``seg`` steps and ``aux``)."""
+    if cost is None:
+        x, y = _series(x, y)
+        (B, N, _), M, dtype = x.shape, y.shape[1], x.dtype
+    else:
+        cost = np.ascontiguousarray(cost)
+        _check(cost.dtype)
+        (B, N, M), dtype = cost.shape, cost.dtype
+    rs, auxs, _ = _core.state_sizes(B, N, M, dtype.itemsize, int(seg))
+    r, aux, value = np.empty(rs, dtype), np.empty(auxs, dtype), np.empty(B, dtype)
+    args = (float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), value, r, aux, int(seg), _threads(threads))
+    if cost is None:
+        _core.forward_sqeuclidean(x, y, *args)
+    else:
+        _core.forward(cost, *args)
+    return value, (r, aux)
+
+
+def checkpoint_backward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, state, grad_value, threads=None):
+    """``(grad_x, grad_y)`` (``cost`` None) or ``grad_cost``, times ``grad_value``, from the
+    state of :func:`checkpoint_forward`."""
+    r, aux = state
+    lo = _ints(lo)
+    B, N = lo.shape
+    gv = _grad_value(grad_value, B, r.dtype)
+    if cost is None:
+        x, y = _series(x, y)
+        gx, gy = np.zeros(x.shape, x.dtype), np.zeros(y.shape, y.dtype)
+        _core.backward_sqeuclidean(r, aux, x, y, float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv,
+                                   gx, gy, None, int(seg), _threads(threads))
+        return gx, gy
+    cost = np.ascontiguousarray(cost)
+    grad = np.zeros(cost.shape, r.dtype)
+    _core.backward(r, aux, N, cost.shape[2], float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv, grad,
+                   None, int(seg), cost, _threads(threads))
+    return grad

@@ -1,11 +1,12 @@
-r"""Soft-DTW barycenters in NumPy: SciPy's L-BFGS-B on the numba kernel's values and gradients."""
+r"""Soft-DTW barycenters in NumPy: SciPy's L-BFGS-B on the compiled core's values and gradients."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _pairwise, spec
-from ._cdist import Dataset, PairKernel, as_dataset, numba_parts
+from ..kernels import cpu
+from ._cdist import Dataset, PairKernel, as_dataset
 
 __all__ = ["soft_dtw_barycenter"]
 
@@ -36,7 +37,7 @@ def check_init(init, features: int):
 
 
 class Objective:
-    r"""``f(Z) = sum_i w_i sdtw(Z, X_i)`` and its gradient in ``Z`` (float64), by the numba kernel."""
+    r"""``f(Z) = sum_i w_i sdtw(Z, X_i)`` and its gradient in ``Z`` (float64), by the compiled core."""
 
     def __init__(self, data: Dataset, weights: np.ndarray, gamma: float, constraint: spec.Constraint,
                  length: int):
@@ -55,10 +56,12 @@ class Objective:
 
     def __call__(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
         z = flat.reshape(self.length, -1)
-        value, r, aux, (xl, yl, lo, hi) = self._kernel(z).forward(self.ii, self.jj)
-        e, _ = numba_parts()[1].backward(r, aux, self.gamma, xl, yl, lo, hi, self.w, False)  # w_i E_i, (n, L, N)
-        # d/dZ sum_i <w_i E_i, C(Z, X_i)> with C_kl = |z_k - x_l|^2
-        grad = 2 * (z * e.sum(axis=(0, 2))[:, None] - np.tensordot(e, self.x, axes=([0, 2], [0, 1])))
+        kernel = self._kernel(z)
+        value, r, aux, (xl, yl, lo, hi) = kernel.forward(self.ii, self.jj)
+        # d/dZ sum_i w_i sdtw(Z, X_i): the core's gradient of each pair's first series (Z), summed
+        gz, _ = cpu.backward_sqeuclidean(r, aux, *kernel.series(self.ii, self.jj), self.gamma, xl, yl, lo, hi,
+                                         self.w, need_y=False)
+        grad = gz.sum(axis=0)
         return float(self.w @ value), grad.ravel()
 
 

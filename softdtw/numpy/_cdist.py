@@ -1,17 +1,16 @@
-r"""Pairwise soft-DTW matrices in NumPy, on the numba CPU kernel (:mod:`softdtw.kernels.numba_cpu`).
+r"""Pairwise soft-DTW matrices in NumPy, on the compiled CPU core (:mod:`softdtw.kernels.cpu`).
 
 The pairs of the matrix are cut into chunks (:class:`softdtw._pairwise.PairPlan`); each chunk
-forms its ``(chunk, N, M)`` squared Euclidean costs in one numba pass (gathering the series of
-each pair) and runs the kernel's forward on it, so memory stays O(chunk N M) besides the result.
+gathers its pairs' series and runs the core's values-only forward, which forms the squared
+Euclidean cost cell by cell: memory stays O(chunk (N + M) D) besides the result.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from .. import _pairwise, spec
+from ..kernels import cpu
 
 __all__ = ["cdist_soft_dtw"]
 
@@ -87,47 +86,19 @@ def compute_dtype(*datasets: Dataset) -> np.dtype:
     return np.dtype(np.float32) if all(d.data.dtype in _LOW for d in datasets) else np.dtype(np.float64)
 
 
-def _gather_sqeuclidean(a, bt, ii, jj, out):  # pragma: no cover - compiled by numba
-    """``out[p, i, j] = sum_d (a[ii[p], i, d] - bt[jj[p], d, j]) ** 2`` (``bt`` is ``b`` transposed)."""
-    k_, n, m = out.shape
-    d_ = a.shape[2]
-    for p in range(k_):
-        x = a[ii[p]]
-        y = bt[jj[p]]
-        for i in range(n):
-            row = out[p, i]
-            for j in range(m):
-                row[j] = 0.0
-            for d in range(d_):
-                v = x[i, d]
-                yd = y[d]
-                for j in range(m):
-                    t = v - yd[j]
-                    row[j] += t * t
-
-
-@functools.lru_cache(maxsize=None)
-def numba_parts():
-    """``(gather, kernel)``: the compiled :func:`_gather_sqeuclidean` and the numba kernel module,
-    loaded on first use (``import softdtw.numpy`` stays free of numba and LLVM)."""
-    from numba import njit
-
-    from ..kernels import numba_cpu
-
-    return njit(cache=True, nogil=True)(_gather_sqeuclidean), numba_cpu
-
-
 class PairKernel:
-    """Soft-DTW values of chosen pairs ``(a_i, b_j)`` of two datasets, by the numba kernel.
+    """Soft-DTW values of chosen pairs ``(a_i, b_j)`` of two datasets, by the compiled core
+    (:mod:`softdtw.kernels.cpu`), which forms the squared Euclidean cost cell by cell.
 
     The series are cast once to the compute dtype ``dtype``; bounds of the DP band are computed
-    once per distinct pair of lengths.
+    once per distinct pair of lengths. A chunk gathers its pairs' series (``k (N + M) D``
+    numbers), never a ``(k, N, M)`` cost.
     """
 
     def __init__(self, a: Dataset, b: Dataset, gamma: float, constraint: spec.Constraint, dtype):
         self.dtype = np.dtype(dtype)
         self.a = np.ascontiguousarray(a.data, dtype=self.dtype)
-        self.bt = np.ascontiguousarray(np.swapaxes(b.data, 1, 2), dtype=self.dtype)  # (m, D, M)
+        self.b = np.ascontiguousarray(b.data, dtype=self.dtype)
         self.la, self.lb = a.lengths, b.lengths
         self.n_pad, self.m_pad = a.data.shape[1], b.data.shape[1]
         self.gamma, self.constraint = gamma, constraint
@@ -140,22 +111,20 @@ class PairKernel:
                                   self.constraint)
         return lo[inverse.ravel()], hi[inverse.ravel()], xl.astype(np.int32), yl.astype(np.int32)
 
-    def cost(self, ii, jj) -> np.ndarray:
-        """The squared Euclidean costs ``(k, N, M)`` of the pairs, in the compute dtype."""
-        out = np.empty((len(ii), self.n_pad, self.m_pad), dtype=self.dtype)
-        numba_parts()[0](self.a, self.bt, np.ascontiguousarray(ii), np.ascontiguousarray(jj), out)
-        return out
+    def series(self, ii, jj):
+        """The pairs' series ``(x, y)``: ``(k, N, D)`` and ``(k, M, D)``."""
+        return self.a[ii], self.b[jj]
 
     def forward(self, ii, jj):
-        """``(value, r, aux, bounds)`` of the kernel's forward on the pairs ``(ii[p], jj[p])``."""
+        """``(value, r, aux, bounds)`` of the core's forward on the pairs ``(ii[p], jj[p])``."""
         lo, hi, xl, yl = self.bounds(ii, jj)
-        value, r, aux = numba_parts()[1].forward(self.cost(ii, jj), self.gamma, xl, yl, lo, hi)
+        value, r, aux = cpu.forward_sqeuclidean(*self.series(ii, jj), self.gamma, xl, yl, lo, hi)
         return value, r, aux, (xl, yl, lo, hi)
 
     def values(self, ii, jj) -> np.ndarray:
-        """The values alone (the kernel keeps no ``R`` for a backward)."""
+        """The values alone (the core keeps no ``R`` for a backward)."""
         lo, hi, xl, yl = self.bounds(ii, jj)
-        return numba_parts()[1].values(self.cost(ii, jj), self.gamma, xl, yl, lo, hi)
+        return cpu.forward_sqeuclidean(*self.series(ii, jj), self.gamma, xl, yl, lo, hi, keep=False)[0]
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,
@@ -171,7 +140,7 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     with the squared Euclidean cost. Equal to tslearn's ``cdist_soft_dtw`` (and, with
     ``normalize=True``, ``cdist_soft_dtw_normalized``, the soft-DTW divergence).
 
-    Runs the numba CPU kernel on chunks of at most ``chunk_size`` pairs: memory is the result plus
+    Runs the compiled CPU core on chunks of at most ``chunk_size`` pairs: memory is the result plus
     O(chunk_size N M). With ``Y=None`` each unordered pair is computed once (and the diagonal),
     then mirrored; with ``normalize=True`` the self terms are computed once per series (they are
     the diagonal when ``Y`` is None).
@@ -235,7 +204,7 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
 def kernel_matrix(a: Dataset, b: Dataset | None, gamma: float, constraint: spec.Constraint, dtype, *,
                   normalize: bool, chunk_size: int, progress: bool) -> np.ndarray:
     """The matrix of :func:`cdist_soft_dtw` from validated arguments (``b`` None: symmetric), by the
-    numba kernel in ``dtype`` (also the CPU fast path of ``softdtw.torch`` outside autograd)."""
+    compiled core in ``dtype`` (also the CPU fast path of ``softdtw.torch`` outside autograd)."""
     pairs = [(a, a if b is None else b), (a, a), (b, b)]
 
     def run(plan, which, bar):

@@ -216,8 +216,8 @@ def all_realizations(device: str = "cpu") -> dict[str, Realization | str]:
             out["torch"] = "no CUDA device"
         else:
             if device == "cpu":
-                out["torch-numba"] = Realization("torch-numba", device, _torch_pair("numba", device),
-                                                 _torch_cost("numba", device))
+                out["torch-cpu"] = Realization("torch-cpu", device, _torch_pair("cpu", device),
+                                               _torch_cost("cpu", device))
             out["torch-pure"] = Realization("torch-pure", device, _torch_pair("pure", device),
                                             _torch_cost("pure", device))
             if _has("triton"):

@@ -51,10 +51,16 @@ def _dtypes(*tensors: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
     return (torch.float64 if out == torch.float64 else torch.float32), out
 
 
-def _fold_vmap(apply, info, in_dims, args, per_pair):
+# the kernels' outputs (value, r, aux, x_len, y_len, lo, hi): r and aux are the state of the
+# whole folded batch (the core's layout is not per pair), not unfolded
+_STATE_OUT = (True, False, False, True, True, True, True)
+
+
+def _fold_vmap(apply, info, in_dims, args, per_pair, out_per_pair=None):
     """The vmap rule of a Function over batches of pairs: the vmapped dimension folds into the
     pair dimension (dim 0) of every per-pair tensor argument (one not vmapped is expanded), the
-    Function runs once on ``V B`` pairs, and each tensor output unfolds to ``(V, B, ...)``."""
+    Function runs once on ``V B`` pairs, and each per-pair tensor output unfolds to
+    ``(V, B, ...)`` (``out_per_pair`` False: returned as is, not vmapped)."""
     size = info.batch_size
 
     def fold(a, d, pair):
@@ -68,8 +74,9 @@ def _fold_vmap(apply, info, in_dims, args, per_pair):
 
     out = apply(*(fold(a, d, p) for a, d, p in zip(args, in_dims, per_pair)))
     if isinstance(out, tuple):
-        return (tuple(o.reshape(size, -1, *o.shape[1:]) if isinstance(o, torch.Tensor) else o for o in out),
-                tuple(0 if isinstance(o, torch.Tensor) else None for o in out))
+        unfold = [isinstance(o, torch.Tensor) and (out_per_pair is None or out_per_pair[k]) for k, o in enumerate(out)]
+        return (tuple(o.reshape(size, -1, *o.shape[1:]) if u else o for o, u in zip(out, unfold)),
+                tuple(0 if u else None for u in unfold))
     return out.reshape(size, -1, *out.shape[1:]), 0
 
 
@@ -122,26 +129,10 @@ def _empty(shape, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _numba_f64(x: torch.Tensor, y: torch.Tensor) -> bool:
-    """float64 CPU tensors of shape (B, N, D) outside torch.compile: the cost and its gradient
-    run the numba kernels of :mod:`softdtw.kernels.numba_sqeuclidean`, whose fixed order of
-    operations the checkpointed kernel reproduces (``memory="checkpoint"`` equals the default
-    to the last bit)."""
-    return (x.dtype == torch.float64 and y.dtype == torch.float64 and x.device.type == "cpu"
-            and y.device.type == "cpu" and x.dim() == 3 and y.dim() == 3 and x.shape[0] == y.shape[0]
-            and not torch.compiler.is_compiling())
-
-
 def _sqeuclidean_values(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # one (B, N, M) output, filled in place, in memory from _empty (the page faults of a fresh
     # large tensor cost as much as a pass of arithmetic over it)
     out = _empty((*x.shape[:-1], y.shape[-2]), x)
-    if _numba_f64(x, y):
-        from ..kernels import numba_sqeuclidean
-
-        numba_sqeuclidean.cost(x.detach().numpy(), y.detach().numpy(), out=out.numpy(),
-                               threads=torch.get_num_threads())
-        return out
     if x.shape[-1] <= 2:
         # exact: one feature at a time
         torch.sub(x[..., :, None, 0], y[..., None, :, 0], out=out).square_()
@@ -175,13 +166,6 @@ class _SqEuclidean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved_tensors
-        if _numba_f64(x, y) and not torch.is_grad_enabled() and _plain():  # (else differentiable ops below)
-            from ..kernels import numba_sqeuclidean
-
-            gx, gy = numba_sqeuclidean.grad(x.detach().numpy(), y.detach().numpy(), g.detach().numpy(),
-                                            threads=torch.get_num_threads())
-            return (torch.from_numpy(gx) if ctx.needs_input_grad[0] else None,
-                    torch.from_numpy(gy) if ctx.needs_input_grad[1] else None)
         gx = gy = None
         if ctx.needs_input_grad[0]:
             gx = 2 * (x * g.sum(-1)[..., None] - _times(g, y))
@@ -303,7 +287,8 @@ class _Value(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, *args):
-        return _fold_vmap(_Value.apply, info, in_dims, args, (True, False, False, True, True, False, False))
+        return _fold_vmap(_Value.apply, info, in_dims, args, (True, False, False, True, True, False, False),
+                          _STATE_OUT)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -341,7 +326,7 @@ class _Grad(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, *args):
-        return _fold_vmap(_Grad.apply, info, in_dims, args, (True,) * 7 + (False, False))
+        return _fold_vmap(_Grad.apply, info, in_dims, args, (False, False) + (True,) * 5 + (False, False))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -360,7 +345,8 @@ class _SecondOrder(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, *args):
-        return _fold_vmap(_SecondOrder.apply, info, in_dims, args, (True, False, True, True, False, False))
+        return _fold_vmap(_SecondOrder.apply, info, in_dims, args, (True, False, True, True, False, False),
+                          _STATE_OUT)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -393,9 +379,9 @@ FUSED_MAX_FEATURES = 8
 
 
 class _FusedSqEuclidean(torch.autograd.Function):
-    """Soft-DTW of the squared Euclidean cost of float32 CPU ``x``, ``y`` through the numba
+    """Soft-DTW of the squared Euclidean cost of CPU ``x``, ``y`` (float32; float64 on the core) through the CPU
     kernel that forms the cost cell by cell and returns the gradients of ``x`` and ``y``
-    (:func:`softdtw.kernels.numba_cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
+    (:func:`softdtw.kernels.cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
     gradient or torch ops around the kernel; ``R`` is the one float per cell kept.
 
     Returns ``(value, r, aux, x_len, y_len, lo, hi)`` (the backward's state, not
@@ -419,14 +405,14 @@ class _FusedSqEuclidean(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, *args):
-        return _fold_vmap(_FusedSqEuclidean.apply, info, in_dims, args, (True, True, False, True, True, False, False))
+        return _fold_vmap(_FusedSqEuclidean.apply, info, in_dims, args, (True, True, False, True, True, False, False),
+                          _STATE_OUT)
 
     @staticmethod
     def run(x, y, gamma, x_len, y_len, band_kind, band_param, keep):
         """The kernel's forward: ``(value, r, aux, xl, yl, lo, hi)`` (NumPy); ``keep=False``
         (no gradient wanted): the values alone, no ``R`` stored (:meth:`values`)."""
-        from ..kernels import numba_cpu
-
+        kernel = _ops._kernel_module("cpu")  # the core (numba when SOFTDTW_KERNEL=numba)
         batch, n, m = x.shape[0], x.shape[1], y.shape[1]
         if x_len is None and y_len is None:
             lo, hi = _ops._full_bounds_numba(batch, n, m, band_kind, band_param)
@@ -434,10 +420,10 @@ class _FusedSqEuclidean(torch.autograd.Function):
             lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
         xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
         yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
-        out = numba_cpu.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi, keep,
+        out = kernel.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi, keep,
                                             threads=torch.get_num_threads())
         if np.isinf(out[0]).any():  # (_check_overflow, on the kernel's NumPy values)
-            _check_overflow(torch.from_numpy(out[0]), gamma, torch.float32)
+            _check_overflow(torch.from_numpy(out[0]), gamma, x.dtype)
         return out + (xl, yl, lo, hi)
 
     @staticmethod
@@ -478,7 +464,7 @@ class _FusedSqEuclideanGrad(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, *args):
         return _fold_vmap(_FusedSqEuclideanGrad.apply, info, in_dims, args,
-                          (True,) * 10 + (False, False))
+                          (True, True, True, False, False) + (True,) * 5 + (False, False))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -488,15 +474,14 @@ class _FusedSqEuclideanGrad(torch.autograd.Function):
 def _fused_grad(x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y):
     """``(grad_x, grad_y)`` of :class:`_FusedSqEuclidean` from its saved state: the kernel's
     backward and the non-finite rule of docs/algorithm.md."""
-    from ..kernels import numba_cpu
-
+    kernel = _ops._kernel_module("cpu")
     x, y, value = x.detach(), y.detach(), value.detach()  # (the state r ... hi needs no grad)
     grad_value = grad_value.detach()
-    gv = grad_value.to(torch.float32).contiguous().numpy()
+    gv = grad_value.to(x.dtype).contiguous().numpy()
     bad = np.isnan(value.numpy())  # finite inputs never give NaN: the pairs with a non-finite entry
     if bad.any():
-        gv = np.where(bad, np.float32(0), gv)
-    gx, gy = numba_cpu.backward_sqeuclidean(r.numpy(), aux.numpy(), x.numpy(), y.numpy(),
+        gv = np.where(bad, gv.dtype.type(0), gv)
+    gx, gy = kernel.backward_sqeuclidean(r.numpy(), aux.numpy(), x.numpy(), y.numpy(),
                                             gamma, xl.numpy(), yl.numpy(), lo.numpy(), hi.numpy(), gv,
                                             need_y=need_y, threads=torch.get_num_threads())
     gy = np.zeros_like(y.numpy()) if gy is None else gy
@@ -597,8 +582,8 @@ def _may_differentiate(*tensors: torch.Tensor) -> bool:
 
 
 def _numba_eager(t: torch.Tensor) -> bool:
-    """``t`` is on CPU, the numba kernel serves CPU, and torch.compile is not tracing (which
-    needs the custom ops): the eager shortcuts below may call numba on NumPy views."""
+    """``t`` is on CPU, a NumPy kernel (the core, or numba) serves CPU, and torch.compile is not
+    tracing (which needs the custom ops): the eager shortcuts below may call it on NumPy views."""
     return (t.device.type == "cpu" and not torch.compiler.is_compiling()
             and _ops._numpy_kernel(_ops._kernel_module("cpu")))
 
@@ -610,9 +595,13 @@ def _numba_data(t: torch.Tensor) -> bool:
 
 def _fused(x: torch.Tensor, compute: torch.dtype) -> bool:
     """Whether the default cost of ``x`` (and a ``y`` on its device) goes through
-    :class:`_FusedSqEuclidean`: float32 compute on CPU with the numba kernel, at most
-    :data:`FUSED_MAX_FEATURES` features, outside torch.compile (which traces the custom ops)."""
-    return compute == torch.float32 and x.shape[-1] <= FUSED_MAX_FEATURES and _numba_eager(x)
+    :class:`_FusedSqEuclidean`: on CPU with a NumPy kernel, at most :data:`FUSED_MAX_FEATURES`
+    features, outside torch.compile (which traces the custom ops); float32 compute, or float64
+    on the compiled core (the numba kernel's fused source is float32 only)."""
+    if x.shape[-1] > FUSED_MAX_FEATURES or not _numba_eager(x):
+        return False
+    return compute == torch.float32 or (
+        compute == torch.float64 and _ops._kernel_module("cpu").__name__ == "softdtw.kernels.cpu")
 
 
 MEMORY_MODES = ("full", "checkpoint")
@@ -663,12 +652,9 @@ def _first(n: int, lengths, device) -> torch.Tensor | None:
 def _bad_series(t: torch.Tensor, lengths) -> torch.Tensor:
     """(B,) pairs with a non-finite entry in ``t[b, :lengths[b]]``."""
     if t.dtype in (torch.float32, torch.float64) and t.dim() == 3 and _numba_data(t):
-        # one numba pass instead of six small torch ops (each an OpenMP region): 0.35 ms at
-        # (64, 64, 8), about 1.3 ns per cell of the loss at (64, 64, 64, 8)
-        from ..kernels import numba_cpu
-
+        # one pass of the CPU kernel instead of six small torch ops (each an OpenMP region)
         n = np.full(t.shape[0], t.shape[1]) if lengths is None else lengths.cpu().numpy()
-        return torch.from_numpy(numba_cpu.nonfinite_pairs(t.detach().numpy(), n))
+        return torch.from_numpy(_ops._kernel_module("cpu").nonfinite_pairs(t.detach().numpy(), n))
     bad = ~torch.isfinite(t).all(-1)
     mask = _first(t.shape[1], lengths, t.device)
     return (bad if mask is None else bad & mask).any(-1)

@@ -132,10 +132,11 @@ def _chunk_values(a, b, gamma, band, la, lb):
     return lambda ii, jj: _values(a, b, ii, jj, gamma, band, la, lb)
 
 
-def _numba_fast_path(a, b, gamma) -> bool:
-    """CPU, outside autograd, the default (numba) CPU kernel, a Python float gamma."""
+def _core_fast_path(a, b, gamma) -> bool:
+    """CPU, outside autograd, the default CPU kernel, a Python float gamma: NumPy's
+    ``cdist_soft_dtw`` on zero-copy views (the compiled core)."""
     return (a.device.type == "cpu" and b.device.type == "cpu" and not _needs_grad(a, b, gamma)
-            and not isinstance(gamma, torch.Tensor) and os.environ.get("SOFTDTW_KERNEL", "numba") in ("", "numba"))
+            and not isinstance(gamma, torch.Tensor) and os.environ.get("SOFTDTW_KERNEL", "cpu") in ("", "cpu"))
 
 
 def _as_dataset(t: torch.Tensor, lengths, dtype: torch.dtype) -> np_cdist.Dataset:
@@ -222,7 +223,7 @@ def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_cons
     chunk = _pairwise.check_chunk_size(chunk_size, X.shape[1], b.shape[1])
     dtype = result_dtype(X, b)
     compute = torch.float64 if dtype == torch.float64 else torch.float32
-    if _numba_fast_path(X, b, gamma):
+    if _core_fast_path(X, b, gamma):
         out = np_cdist.kernel_matrix(
             _as_dataset(X, lx, compute), None if Y is None else _as_dataset(Y, ly, compute), gamma,
             spec.check_constraint(global_constraint, sakoe_chiba_radius, itakura_max_slope),

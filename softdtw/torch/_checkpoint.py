@@ -1,6 +1,8 @@
 r"""Soft-DTW with a low-memory backward (``memory="checkpoint"``).
 
-CPU tensors run the numba row-band kernel of :mod:`softdtw.kernels.numba_checkpoint`. Other
+CPU tensors run the compiled core's checkpointed sweep (:func:`softdtw.kernels.cpu.checkpoint_forward`:
+the last row of every segment of about sqrt(N) steps kept, each segment recomputed in the
+backward); ``SOFTDTW_KERNEL=numba`` runs the numba row-band kernel it replaces. Other
 devices run the sweep of this module: the forward sweeps the anti-diagonals with the spec's step functions (as the pure-torch path
 does) but keeps only every ``seg``-th pair of DP diagonals; the backward walks the diagonals
 in reverse and recomputes each segment of ``seg`` diagonals from its checkpoint when it
@@ -16,8 +18,8 @@ Every diagonal is computed by the same operations on the same inputs in the forw
 the recomputation, so the result does not depend on ``seg`` (bit for bit; tested). The
 sweep's arithmetic is the pure-torch path's (:mod:`softdtw.spec`), not the Triton kernels', so
 on those devices it agrees with the default path to rounding (1e-12 in float64), and it is
-slower: one small group of torch operations per diagonal. On CPU the numba row-band kernel
-equals the default path to the last bit in float64.
+slower: one small group of torch operations per diagonal. On CPU the core's checkpointed sweep
+equals the default path (the core) to the last bit, in float32 and float64.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import torch
 
 from .. import spec
@@ -142,13 +145,48 @@ def _np(t):
     return None if t is None else t.detach().cpu().numpy()
 
 
+class _CoreCheckpoint:
+    """The compiled core's checkpointed sweep under the row-band kernel's names."""
+
+    @staticmethod
+    def forward(*args, threads):
+        from ..kernels import cpu
+
+        return cpu.checkpoint_forward(*args, threads=threads)
+
+    @staticmethod
+    def backward(*args, threads):
+        from ..kernels import cpu
+
+        return cpu.checkpoint_backward(*args, threads=threads)
+
+
+def _cpu_kernel():
+    """The compiled core; numba's row-band kernel under ``SOFTDTW_KERNEL=numba`` (the baseline)."""
+    if os.environ.get("SOFTDTW_KERNEL") == "numba":
+        from ..kernels import numba_checkpoint
+
+        return numba_checkpoint
+    return _CoreCheckpoint
+
+
+def _segment(K, x, y, cost) -> int:
+    ref = x if cost is None else cost
+    if K is _CoreCheckpoint:
+        from ..kernels import cpu
+
+        m = y.shape[1] if cost is None else cost.shape[2]
+        return cpu.segment_steps(ref.shape[0], ref.shape[1], m, np.dtype(str(ref.dtype)[6:]))
+    return K.segment_rows(ref.shape[1])
+
+
 class SoftDTWCheckpoint(torch.autograd.Function):
     """Soft-DTW values of ``(x, y)`` (squared Euclidean, ``cost`` None) or of ``cost``, with the
     checkpointed backward. Saves the inputs, the lengths/bounds and the checkpoints only.
 
-    CPU tensors run the numba row-band kernel (:mod:`softdtw.kernels.numba_checkpoint`,
-    float64 inside, several pairs on several threads); other devices (and CPU tensors under
-    ``SOFTDTW_KERNEL=pure``) the diagonal sweep above."""
+    CPU tensors run the compiled core's checkpointed sweep (the numba row-band kernel under
+    ``SOFTDTW_KERNEL=numba``); other devices (and CPU tensors under ``SOFTDTW_KERNEL=pure``)
+    the diagonal sweep above."""
 
     @staticmethod
     def forward(ctx, x, y, cost, gamma, x_len, y_len, lo, hi, seg):
@@ -156,9 +194,8 @@ class SoftDTWCheckpoint(torch.autograd.Function):
         ctx.gamma = gamma
         ctx.numba = ref.device.type == "cpu" and os.environ.get("SOFTDTW_KERNEL") != "pure"
         if ctx.numba:
-            from ..kernels import numba_checkpoint as K
-
-            ctx.seg = K.segment_rows(ref.shape[1])
+            K = _cpu_kernel()
+            ctx.seg = _segment(K, x, y, cost)
             value, ckpt = K.forward(_np(x), _np(y), _np(cost), gamma, _np(x_len), _np(y_len), _np(lo), _np(hi),
                                     ctx.seg, threads=torch.get_num_threads())
             ctx.checkpoints = ckpt
@@ -174,8 +211,7 @@ class SoftDTWCheckpoint(torch.autograd.Function):
     def backward(ctx, grad_value):
         x, y, cost, x_len, y_len, lo, hi = ctx.saved_tensors
         if ctx.numba:
-            from ..kernels import numba_checkpoint as K
-
+            K = _cpu_kernel()
             out = K.backward(_np(x), _np(y), _np(cost), ctx.gamma, _np(x_len), _np(y_len), _np(lo), _np(hi),
                              ctx.seg, ctx.checkpoints, _np(grad_value), threads=torch.get_num_threads())
             ref = x if cost is None else cost

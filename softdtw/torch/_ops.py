@@ -1,7 +1,7 @@
 """torch.library custom ops: ``softdtw::forward`` and ``softdtw::backward``.
 
-They wrap the kernels of ``softdtw.kernels`` (numba on CPU, Triton on CUDA, the pure-torch
-path elsewhere), so autograd, ``torch.compile(fullgraph=True)`` and every device see one op.
+They wrap the kernels of ``softdtw.kernels`` (the compiled core on CPU, Triton on CUDA, the
+pure-torch path elsewhere), so autograd, ``torch.compile(fullgraph=True)`` and every device see one op.
 The per-row band bounds are computed inside the forward op (opaque to the compiler) and
 returned, so the backward reuses them.
 """
@@ -24,10 +24,11 @@ BAND_KINDS = (None, "sakoe_chiba", "itakura")
 
 KERNEL_MODULES = {
     "pure": "softdtw.torch._pure",
-    "numba": "softdtw.kernels.numba_cpu",
+    "cpu": "softdtw.kernels.cpu",
+    "numba": "softdtw.kernels.numba_cpu",  # the benchmark's baseline until the core replaces it
     "triton": "softdtw.kernels.triton_cuda",
 }
-DEFAULT_KERNEL = {"cpu": "numba", "cuda": "triton"}
+DEFAULT_KERNEL = {"cpu": "cpu", "cuda": "triton"}
 
 
 def _kernel_module(device_type: str):
@@ -44,9 +45,10 @@ _KERNELS: dict = {}
 
 
 def _resolve_kernel(device_type: str):
-    """The kernel for a device: numba on CPU, Triton on CUDA, the pure-torch path otherwise.
+    """The kernel for a device: the compiled core on CPU, Triton on CUDA, the pure-torch path
+    otherwise.
 
-    The environment variable ``SOFTDTW_KERNEL`` (``pure``, ``numba`` or ``triton``) forces one
+    The environment variable ``SOFTDTW_KERNEL`` (``pure``, ``cpu``, ``numba`` or ``triton``) forces one
     kernel on every device; the validation suite and ``python -m softdtw.check`` use it (Triton
     on CPU tensors needs ``TRITON_INTERPRET=1`` set before triton is imported).
     """
@@ -66,18 +68,25 @@ def _resolve_kernel(device_type: str):
     return module if available is None or available() else _pure
 
 
-def _aux_spec(module, batch: int, n: int, m: int, dtype: torch.dtype):
-    """Shape and dtype of a kernel's ``aux`` state (for the fake implementation)."""
+def _state_spec(module, batch: int, n: int, m: int, dtype: torch.dtype):
+    """``(r_shape, aux_shape, aux_dtype)`` of a kernel's backward state (for the fake
+    implementation): ``r`` is ``(B, N, M)`` unless the kernel says otherwise."""
+    np_dtype = np.dtype(str(dtype)[6:])
+    states = getattr(module, "state_shapes", None)
+    if states is not None:
+        r_shape, aux_shape = states(batch, n, m, np_dtype)
+        return tuple(r_shape), tuple(aux_shape), dtype
     fn = getattr(module, "aux_shape", None)
     if fn is None:
-        return (batch, 0), dtype
-    shape, np_dtype = fn(batch, n, m, np.dtype(str(dtype)[6:]))
-    return tuple(shape), getattr(torch, np.dtype(np_dtype).name)
+        return (batch, n, m), (batch, 0), dtype
+    shape, aux_dtype = fn(batch, n, m, np_dtype)
+    return (batch, n, m), tuple(shape), getattr(torch, np.dtype(aux_dtype).name)
 
 
 def _numpy_kernel(module) -> bool:
-    """The numba kernel takes and returns NumPy arrays (zero-copy views of CPU tensors)."""
-    return module.__name__.endswith("numba_cpu")
+    """The CPU kernels (the core, numba) take and return NumPy arrays (zero-copy views of CPU
+    tensors)."""
+    return module.__name__ in ("softdtw.kernels.cpu", "softdtw.kernels.numba_cpu")
 
 
 def _to_numpy(a):
@@ -90,7 +99,7 @@ def _to_torch(a):
 
 def _call(module, fn_name, *args):
     fn = getattr(module, fn_name)
-    if _numpy_kernel(module):  # on torch's thread count (torch.set_num_threads), not numba's
+    if _numpy_kernel(module):  # on torch's thread count (torch.set_num_threads)
         out = fn(*(_to_numpy(a) for a in args), threads=torch.get_num_threads())
         return tuple(_to_torch(o) for o in out)
     return fn(*args)
@@ -153,9 +162,16 @@ def sdtw_forward(cost: torch.Tensor, gamma: float, x_len: torch.Tensor | None, y
 @sdtw_forward.register_fake
 def _(cost, gamma, x_len, y_len, band_kind, band_param):
     batch, n, m = cost.shape
-    aux_shape, aux_dtype = _aux_spec(_kernel_module(cost.device.type), batch, n, m, cost.dtype)
+    module = _kernel_module(cost.device.type)
+    if hasattr(module, "state_shapes"):
+        # the core's state: sizes of its plan, not expressions in (B, N, M) that dynamic shapes
+        # could trace: sizes of their own (r keeps M as its last dimension for the backward)
+        ctx = torch.library.get_ctx()
+        r_shape, aux_shape, aux_dtype = (ctx.new_dynamic_size(), m), (ctx.new_dynamic_size(),), cost.dtype
+    else:
+        r_shape, aux_shape, aux_dtype = _state_spec(module, batch, n, m, cost.dtype)
     i32 = dict(dtype=torch.int32, device=cost.device)
-    return (cost.new_empty((batch,)), cost.new_empty((batch, n, m)),
+    return (cost.new_empty((batch,)), cost.new_empty(r_shape),
             cost.new_empty(aux_shape, dtype=aux_dtype),
             torch.empty((batch,), **i32), torch.empty((batch,), **i32),
             torch.empty((batch, n), **i32), torch.empty((batch, n), **i32))
@@ -171,13 +187,13 @@ def sdtw_backward(r: torch.Tensor, aux: torch.Tensor, gamma: float, x_len: torch
     grad_cost, grad_gamma = _call(module, "backward", r, aux, gamma, x_len, y_len, lo, hi, grad_value,
                                   need_gamma_grad)
     if grad_gamma is None:
-        grad_gamma = r.new_zeros((r.shape[0],))
+        grad_gamma = r.new_zeros((lo.shape[0],))
     return grad_cost, grad_gamma
 
 
 @sdtw_backward.register_fake
 def _(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad):
-    return r.new_empty(r.shape), r.new_empty((r.shape[0],))
+    return r.new_empty((lo.shape[0], lo.shape[1], r.shape[-1])), r.new_empty((lo.shape[0],))
 
 
 def save_state(ctx, gamma: float, output, *extra) -> None:
