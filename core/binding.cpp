@@ -8,7 +8,9 @@
 
 #include <optional>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "softdtw.hpp"
@@ -55,7 +57,8 @@ softdtw::Problem<T> problem(std::int64_t B, std::int64_t N, std::int64_t M, std:
 }
 
 template <class T>
-void state(const softdtw::Problem<T>& pb, Out<T>* r, Out<T>* aux, std::int64_t seg, T** rp, T** ap) {
+void state(const softdtw::Problem<T>& pb, Out<T>* r, Out<T>* aux, std::int64_t seg, T** rp, T** ap,
+           bool fill_margins = false) {
     *rp = *ap = nullptr;
     if (seg < 0) fail("seg must be >= 0");
     if (!r) return;
@@ -66,6 +69,7 @@ void state(const softdtw::Problem<T>& pb, Out<T>* r, Out<T>* aux, std::int64_t s
     expect(*aux, "aux", {pl.aux_size()});
     *rp = r->data();
     *ap = aux->data();
+    if (fill_margins) std::fill(*rp + need, *rp + r->size(), T(0));  // (the kernels fill the blocks; the rest is 0)
 }
 
 template <class T> void bind(nb::module_& m) {
@@ -78,7 +82,7 @@ template <class T> void bind(nb::module_& m) {
             pb.cost = cost.data();
             expect(value, "value", {pb.B});
             T *rp, *ap;
-            state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap);
+            state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap, true);
             nb::gil_scoped_release unlocked;
             softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
         },
@@ -95,7 +99,7 @@ template <class T> void bind(nb::module_& m) {
             pb.y = y.data();
             expect(value, "value", {pb.B});
             T *rp, *ap;
-            state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap);
+            state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap, true);
             nb::gil_scoped_release unlocked;
             softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
         },

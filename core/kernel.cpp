@@ -150,25 +150,21 @@ template <class T> struct LaneMap {
 
 template <class T> using Buf = std::vector<T>;
 
-// r from its first 64-byte boundary (the plan's r_size leaves room for it)
-template <class T> T* aligned(T* p) {
-    return reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
-}
-template <class T> const T* aligned(const T* p) { return aligned(const_cast<T*>(p)); }
-
 // A row of r, written once by the forward and read back only by the backward: streaming stores
-// (x86) keep it out of the caches, where it would evict the block's working set (y in the
-// lanes, the cost tile). `p` is 64-byte aligned.
-template <class T> SOFTDTW_INLINE void store_stream(T* p, const Lanes<T>& v) {
-#if defined(SOFTDTW_STREAM) && defined(__AVX512F__)
-    for (int k = 0; k < Lanes<T>::K; ++k) _mm512_stream_si512(reinterpret_cast<__m512i*>(p) + k, (__m512i)v.v[k]);
-#elif defined(SOFTDTW_STREAM) && defined(__AVX__)
-    for (int k = 0; k < Lanes<T>::K; ++k) _mm256_stream_si256(reinterpret_cast<__m256i*>(p) + k, (__m256i)v.v[k]);
-#elif defined(SOFTDTW_STREAM)
-    for (int k = 0; k < Lanes<T>::K; ++k) _mm_stream_si128(reinterpret_cast<__m128i*>(p) + k, (__m128i)v.v[k]);
-#else
-    store(p, v);
+// (x86, 16-byte pieces: r's base address is all the layout may not depend on) keep it out of the
+// caches, where it would evict the block's working set (y in the lanes, the cost tile).
+template <class T> SOFTDTW_INLINE void store_stream(T* p, const Lanes<T>& v, bool aligned16) {
+#if defined(SOFTDTW_STREAM)
+    if (aligned16) {
+        const char* src = reinterpret_cast<const char*>(&v);
+        for (std::size_t q = 0; q < sizeof(v); q += 16)
+            _mm_stream_si128(reinterpret_cast<__m128i*>(reinterpret_cast<char*>(p) + q),
+                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + q)));
+        return;
+    }
 #endif
+    (void)aligned16;
+    store(p, v);
 }
 inline void stream_fence() {
 #if defined(SOFTDTW_STREAM)
@@ -292,9 +288,10 @@ void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* va
     const T inf = std::numeric_limits<T>::infinity();
     const std::int64_t P = pl.P, W = pl.W, RW = pl.row();
     const LaneMap<T> map(pb, pl, blk);
-    const bool keep = r != nullptr;
+    const bool keep = aux != nullptr;  // (r may hold no row: checkpoints with one short segment)
+    const bool stream = (reinterpret_cast<std::uintptr_t>(r) & 15) == 0;
     if (keep) {
-        r = aligned(r) + blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
+        if (r) r += blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
         aux += blk * pl.aux_block();
     }
     Source<T> src(pb, pl, map, true);
@@ -325,7 +322,7 @@ void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* va
             // every row, or (checkpoints) the last row of each whole segment
             T* dst = !seg ? r + t * RW : ((t + 1) % seg == 0 ? r + ((t + 1) / seg - 1) * RW : nullptr);
             if (dst)
-                for (std::int64_t j = 0; j < W; ++j) store_stream(dst + j * L, load(cr + j * L));
+                for (std::int64_t j = 0; j < W; ++j) store_stream(dst + j * L, load(cr + j * L), stream);
         }
         prevB = curB;
         std::copy(cr + (W - 1) * L, cr + W * L, lc.begin() + P);
@@ -336,6 +333,11 @@ void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* va
         pr = cr;
     }
     stream_fence();
+    if (keep) {  // what this block did not fill (the steps its pairs skip) holds zeros, not old memory
+        const std::int64_t written = seg ? map.steps / seg : map.steps, total = seg ? pl.ckpt_rows(seg) : pl.steps;
+        if (r) std::fill(r + std::min(written, total) * RW, r + total * RW, T(0));
+        std::fill(aux + map.steps * kAuxPerStep * L, aux + pl.aux_block(), T(0));
+    }
     // bad flags of a pair's strips, then the values
     bool bad[L] = {};
     for (int k = 0; k < L; ++k)
@@ -360,7 +362,7 @@ void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, cons
     const T inf = std::numeric_limits<T>::infinity();
     const std::int64_t P = pl.P, W = pl.W, RW = pl.row(), D = pb.D;
     const LaneMap<T> map(pb, pl, blk);
-    r = aligned(r) + blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
+    if (r) r += blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
     aux += blk * pl.aux_block();
     auto aux_at = [&](std::int64_t t, int what) { return load(aux + (t * kAuxPerStep + what) * L); };
 

@@ -32,9 +32,8 @@ struct Plan {
     std::int64_t aux_block() const { return steps * 2 * lanes; }   // aux per block
     // checkpoints (memory O(B sqrt(N) M)): r holds the last row of each whole segment of `seg` steps
     std::int64_t ckpt_rows(std::int64_t seg) const { return steps / seg; }
-    // (+ 64 bytes: the kernels start r at its first 64-byte boundary, for streaming stores)
-    std::int64_t r_size() const { return blocks * r_block() + 64; }
-    std::int64_t ckpt_size(std::int64_t seg) const { return blocks * ckpt_rows(seg) * row() + 64; }
+    std::int64_t r_size() const { return blocks * r_block(); }
+    std::int64_t ckpt_size(std::int64_t seg) const { return blocks * ckpt_rows(seg) * row(); }
     std::int64_t aux_size() const { return blocks * aux_block(); }
 };
 

@@ -129,12 +129,16 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
     std::unique_lock<std::mutex> busy(p->busy, std::try_to_lock);
     if (!busy.owns_lock()) return serial(n, fn);  // another thread's call has the workers
 
-    std::atomic<std::int64_t> next{0};
+    // participant p (the caller is 0) runs block p first, then takes blocks from a shared counter:
+    // the caller does not take every block of a short call before a worker has woken up
+    std::atomic<std::int64_t> next{use};
+    std::atomic<int> ids{0};
     std::exception_ptr error;
     std::mutex error_mutex;
     const std::function<void()> job = [&] {
         FlushDenormals ftz;
         try {
+            fn(ids.fetch_add(1));  // (use <= n: every participant has a first block)
             for (std::int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
         } catch (...) {
             std::lock_guard<std::mutex> lk(error_mutex);
