@@ -6,7 +6,9 @@ softdtw from the folder given):
     git worktree add /tmp/base <commit>
     for i in 1 2 3; do python benchmarks/bench_call_overhead.py /tmp/base; python benchmarks/bench_call_overhead.py .; done
 
-Prints the best of 7 rounds of 50 calls, in microseconds per call, at each size (B, N, M, D).
+Prints the best of 7 rounds of 50 calls, in microseconds per call, at each size (B, N, M, D),
+and the same step with MSE (``mse_loss(x, y).backward()``): the loss's own cost is the
+difference. ``SOFTDTW_KERNEL=numba`` times the numba kernel (the core's baseline).
 """
 
 import sys
@@ -21,21 +23,27 @@ from softdtw.torch import soft_dtw  # noqa: E402
 SIZES = [(8, 4, 4, 2), (512, 32, 32, 2)]
 
 
+def best_us(step) -> float:
+    for _ in range(20):
+        step()
+    best = float("inf")
+    for _ in range(7):
+        t = time.perf_counter()
+        for _ in range(50):
+            step()
+        best = min(best, (time.perf_counter() - t) / 50)
+    return round(best * 1e6, 1)
+
+
 def main():
     torch.set_num_threads(2)
-    res = {}
+    res, mse = {}, {}
     for b, n, m, d in SIZES:
         x, y = torch.randn(b, n, d, requires_grad=True), torch.randn(b, m, d)
-        for _ in range(20):
-            soft_dtw(x, y, 1.0).mean().backward()
-        best = float("inf")
-        for _ in range(7):
-            t = time.perf_counter()
-            for _ in range(50):
-                soft_dtw(x, y, 1.0).mean().backward()
-            best = min(best, (time.perf_counter() - t) / 50)
-        res[(b, n, m, d)] = round(best * 1e6, 1)
-    print(sys.argv[1] if len(sys.argv) > 1 else ".", res)
+        res[(b, n, m, d)] = best_us(lambda: soft_dtw(x, y, 1.0).mean().backward())
+        if n == m:
+            mse[(b, n, m, d)] = best_us(lambda: torch.nn.functional.mse_loss(x, y).backward())
+    print(sys.argv[1] if len(sys.argv) > 1 else ".", res, "MSE:", mse)
 
 
 if __name__ == "__main__":

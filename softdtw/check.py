@@ -6,8 +6,8 @@ then a table, and exits non-zero on any disagreement, printing the smallest fail
 (paste it into a bug report). Needs hypothesis: pip install -e ".[test]" in a clone of the
 repository.
 
-The default run is a quick look (under a minute on two cores once numba and JAX have cached
-their compiled code: the first run compiles for a few minutes); --examples 200 checks thoroughly.
+The default run is a quick look (under a minute on two cores once JAX has cached its compiled
+code: the first run compiles for a few minutes); --examples 200 checks thoroughly.
 
 examples:
   python -m softdtw.check
