@@ -1,7 +1,7 @@
 """PyTorch realization of soft-DTW (``pip install softdtw[torch]``).
 
 ``SoftDTWLossPyTorch`` is a drop-in for tslearn's class; the functional entry points take
-batches (B, N, D) or one pair (N, D). CPU tensors run the numba kernel, CUDA tensors the Triton
+batches (B, N, D) or one pair (N, D). CPU tensors run the compiled core, CUDA tensors the Triton
 kernels, other devices a pure-torch anti-diagonal path; all through the ``softdtw::forward`` /
 ``softdtw::backward`` custom ops (``torch.compile(fullgraph=True)`` friendly).
 """

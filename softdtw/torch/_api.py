@@ -88,8 +88,8 @@ def _fold_vmap(apply, info, in_dims, args, per_pair, out_per_pair=None):
 
 def _plain() -> bool:
     """No torch.func transform (grad, vjp, vmap) is active here: tensors have storage that NumPy
-    (and numba) may read. Inside a transform only an autograd.Function's forward sees plain
-    tensors (its vmap rule folds the vmapped dimension first), so the numba kernels run there."""
+    (and the CPU core) may read. Inside a transform only an autograd.Function's forward sees plain
+    tensors (its vmap rule folds the vmapped dimension first), so the CPU kernels run there."""
     return torch._C._functorch.peek_interpreter_stack() is None
 
 
@@ -366,15 +366,9 @@ class _SecondOrder(torch.autograd.Function):
         return grad_cost, None, None, None, None, None
 
 
-# the numba kernel forms the squared Euclidean cost of x, y itself (and its gradient w.r.t. x, y)
-# up to this many features (see _fused). Loss forward + backward, float32, ns per cell, cost
-# matrix -> fused, session 6 (features summed 4 per pass, the gradient of y not summed when y
-# needs none): one thread, y without grad: (32, 256, 256, D) D = 2: both fused, D = 4: 8.9-9.9
-# -> 6.5, D = 8: 8.5-9.7 -> 7.8; (512, 32, 32, 8): 10.9-13.4 -> 9.7-10.2; (64, 64, 64, 16):
-# 12.1-13.7 -> 13.1-13.7 (no gain: the cost matrix stays past 8); y with grad: D = 4: 9.6-11.5
-# -> 7.6-7.8, D = 8: 9.4 -> 9.6-10.0; 2 threads, D = 8: (32, 256, 256) 6.7-8.0 -> 4.5-4.8, with
-# y's grad 8.0-9.8 -> 5.6-6.7. At D = 8 a block's y in the lanes (W D LANES floats, 128 KB)
-# is read from L2 at every step, which bounds the gain.
+# the CPU kernel forms the squared Euclidean cost of x, y itself (and its gradient w.r.t. x, y)
+# up to this many features (see _fused); past it, the cost matrix (a block's y in the lanes,
+# W D lanes numbers, outgrows the cache). Measurements: docs/benchmarks.md.
 FUSED_MAX_FEATURES = 8
 
 
@@ -581,16 +575,16 @@ def _may_differentiate(*tensors: torch.Tensor) -> bool:
     return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
-def _numba_eager(t: torch.Tensor) -> bool:
+def _cpu_eager(t: torch.Tensor) -> bool:
     """``t`` is on CPU, a NumPy kernel (the core, or numba) serves CPU, and torch.compile is not
     tracing (which needs the custom ops): the eager shortcuts below may call it on NumPy views."""
     return (t.device.type == "cpu" and not torch.compiler.is_compiling()
             and _ops._numpy_kernel(_ops._kernel_module("cpu")))
 
 
-def _numba_data(t: torch.Tensor) -> bool:
-    """:func:`_numba_eager`, and ``t``'s data readable from NumPy (not wrapped by torch.func)."""
-    return _numba_eager(t) and _plain()
+def _cpu_data(t: torch.Tensor) -> bool:
+    """:func:`_cpu_eager`, and ``t``'s data readable from NumPy (not wrapped by torch.func)."""
+    return _cpu_eager(t) and _plain()
 
 
 def _fused(x: torch.Tensor, compute: torch.dtype) -> bool:
@@ -598,7 +592,7 @@ def _fused(x: torch.Tensor, compute: torch.dtype) -> bool:
     :class:`_FusedSqEuclidean`: on CPU with a NumPy kernel, at most :data:`FUSED_MAX_FEATURES`
     features, outside torch.compile (which traces the custom ops); float32 compute, or float64
     on the compiled core (the numba kernel's fused source is float32 only)."""
-    if x.shape[-1] > FUSED_MAX_FEATURES or not _numba_eager(x):
+    if x.shape[-1] > FUSED_MAX_FEATURES or not _cpu_eager(x):
         return False
     return compute == torch.float32 or (
         compute == torch.float64 and _ops._kernel_module("cpu").__name__ == "softdtw.kernels.cpu")
@@ -651,7 +645,7 @@ def _first(n: int, lengths, device) -> torch.Tensor | None:
 
 def _bad_series(t: torch.Tensor, lengths) -> torch.Tensor:
     """(B,) pairs with a non-finite entry in ``t[b, :lengths[b]]``."""
-    if t.dtype in (torch.float32, torch.float64) and t.dim() == 3 and _numba_data(t):
+    if t.dtype in (torch.float32, torch.float64) and t.dim() == 3 and _cpu_data(t):
         # one pass of the CPU kernel instead of six small torch ops (each an OpenMP region)
         n = np.full(t.shape[0], t.shape[1]) if lengths is None else lengths.cpu().numpy()
         return torch.from_numpy(_ops._kernel_module("cpu").nonfinite_pairs(t.detach().numpy(), n))
@@ -710,7 +704,7 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     over the monotone alignment paths :math:`\mathcal{A}_{N,M}` from (1, 1) to (N, M), with
     :math:`C(x, y)_{ij} = \lVert x_i - y_j \rVert^2` by default. With ``normalize=True``, the
     divergence :math:`\mathrm{sdtw}(x, y) - \tfrac12 (\mathrm{sdtw}(x, x) + \mathrm{sdtw}(y, y))`.
-    CPU tensors run the numba kernel, CUDA tensors the Triton kernels, other devices a
+    CPU tensors run the compiled core, CUDA tensors the Triton kernels, other devices a
     pure-torch loop; all through the ``softdtw::forward`` / ``softdtw::backward`` custom ops.
 
     Parameters

@@ -192,8 +192,8 @@ class SoftDTWCheckpoint(torch.autograd.Function):
     def forward(ctx, x, y, cost, gamma, x_len, y_len, lo, hi, seg):
         ref = x if cost is None else cost
         ctx.gamma = gamma
-        ctx.numba = ref.device.type == "cpu" and os.environ.get("SOFTDTW_KERNEL") != "pure"
-        if ctx.numba:
+        ctx.cpu = ref.device.type == "cpu" and os.environ.get("SOFTDTW_KERNEL") != "pure"
+        if ctx.cpu:
             K = _cpu_kernel()
             ctx.seg = _segment(K, x, y, cost)
             value, ckpt = K.forward(_np(x), _np(y), _np(cost), gamma, _np(x_len), _np(y_len), _np(lo), _np(hi),
@@ -210,7 +210,7 @@ class SoftDTWCheckpoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_value):
         x, y, cost, x_len, y_len, lo, hi = ctx.saved_tensors
-        if ctx.numba:
+        if ctx.cpu:
             K = _cpu_kernel()
             out = K.backward(_np(x), _np(y), _np(cost), ctx.gamma, _np(x_len), _np(y_len), _np(lo), _np(hi),
                              ctx.seg, ctx.checkpoints, _np(grad_value), threads=torch.get_num_threads())
