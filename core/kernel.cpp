@@ -89,11 +89,14 @@ template <class T> struct LaneMap {
     bool full = true;        // every pair uses whole rows (no band): spans as vector operations
     using I = typename LaneInt<T>::type;
     I strip_i[L], xlen_i[L], width_i[L];  // (width: the strip's columns below the pair's length)
+    std::int64_t slot[L];                 // slot[q], q < P: the pair in the block's q-th place, or -1
 
-    LaneMap(const Problem<T>& pb, const Plan& pl, std::int64_t blk) {
+    // `order`: the pairs sorted by length, longest first (blocks of similar lengths skip steps)
+    LaneMap(const Problem<T>& pb, const Plan& pl, std::int64_t blk, const std::int64_t* order) {
+        for (std::int64_t q = 0; q < pl.P; ++q) slot[q] = blk * pl.P + q < pb.B ? order[blk * pl.P + q] : -1;
         for (int k = 0; k < L; ++k) {
-            std::int64_t s = k / pl.P, p = blk * pl.P + k % pl.P;
-            bool live = s < pl.S && p < pb.B;
+            std::int64_t s = k / pl.P, p = slot[k % pl.P];
+            bool live = s < pl.S && p >= 0;
             pair[k] = live ? p : -1;
             strip[k] = live ? s : 0;
             xlen[k] = live ? pb.xl[p] : 0;
@@ -112,8 +115,8 @@ template <class T> struct LaneMap {
             width_i[k] = live ? I(std::clamp<std::int64_t>(pb.yl[p] - s * pl.W, 0, pl.W)) : I(0);
         }
         for (std::int64_t k = 0; k < pl.P && full; ++k) {
-            std::int64_t p = blk * pl.P + k;
-            for (std::int64_t i = 0; p < pb.B && i < pb.xl[p] && full; ++i)
+            std::int64_t p = slot[k];
+            for (std::int64_t i = 0; p >= 0 && i < pb.xl[p] && full; ++i)
                 full = pb.lo[p * pb.N + i] == 0 && pb.hi[p * pb.N + i] == pb.yl[p];
         }
     }
@@ -282,12 +285,13 @@ template <class T> Lanes<T> first_boundary(const LaneMap<T>& map) {
 enum { kDelta = 0, kCurB = 1, kAuxPerStep = 2 };
 
 template <class T>
-void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* value, T* r, T* aux, std::int64_t seg) {
+void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, const std::int64_t* order, T* value, T* r,
+                   T* aux, std::int64_t seg) {
     using V = Lanes<T>;
     constexpr int L = kLanes<T>;
     const T inf = std::numeric_limits<T>::infinity();
     const std::int64_t P = pl.P, W = pl.W, RW = pl.row();
-    const LaneMap<T> map(pb, pl, blk);
+    const LaneMap<T> map(pb, pl, blk, order);
     const bool keep = aux != nullptr;  // (r may hold no row: checkpoints with one short segment)
     const bool stream = (reinterpret_cast<std::uintptr_t>(r) & 15) == 0;
     if (keep) {
@@ -349,19 +353,19 @@ void forward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, T* va
         value[p] = bad[k % P] ? std::numeric_limits<T>::quiet_NaN() : T((val[k] * kLn2) * gamma);
     }
     for (int k = 0; k < P; ++k) {  // pairs without a value cell (a zero length): +inf, as no path
-        std::int64_t p = blk * P + k;
-        if (p < pb.B && (pb.xl[p] <= 0 || pb.yl[p] <= 0)) value[p] = std::numeric_limits<T>::infinity();
+        std::int64_t p = map.slot[k];
+        if (p >= 0 && (pb.xl[p] <= 0 || pb.yl[p] <= 0)) value[p] = std::numeric_limits<T>::infinity();
     }
 }
 
 template <class T, bool Ent>
-void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, const T* r, const T* aux,
-                    std::int64_t seg, const T* gv, const Grads<T>& out) {
+void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, const std::int64_t* order, const T* r,
+                    const T* aux, std::int64_t seg, const T* gv, const Grads<T>& out) {
     using V = Lanes<T>;
     constexpr int L = kLanes<T>;
     const T inf = std::numeric_limits<T>::infinity();
     const std::int64_t P = pl.P, W = pl.W, RW = pl.row(), D = pb.D;
-    const LaneMap<T> map(pb, pl, blk);
+    const LaneMap<T> map(pb, pl, blk, order);
     if (r) r += blk * (seg ? pl.ckpt_rows(seg) * RW : pl.r_block());
     aux += blk * pl.aux_block();
     auto aux_at = [&](std::int64_t t, int what) { return load(aux + (t * kAuxPerStep + what) * L); };
@@ -475,28 +479,42 @@ void backward_block(const Problem<T>& pb, const Plan& pl, std::int64_t blk, cons
         for (int k = 0; k < L; ++k)
             if (map.pair[k] >= 0) sum[k % P] += gg[k];
         for (int k = 0; k < P; ++k) {
-            std::int64_t p = blk * P + k;
-            if (p < pb.B) out.gamma[p] = T(double(gv[p]) * kLn2 * sum[k]);
+            std::int64_t p = map.slot[k];
+            if (p >= 0) out.gamma[p] = T(double(gv[p]) * kLn2 * sum[k]);
         }
     }
+}
+
+// The pairs in block order: by length, longest first (stable), so that a padded batch's blocks
+// hold pairs of similar lengths and each runs only its longest pair's steps. The same order in
+// the forward and the backward (a function of the lengths); each pair's numbers do not depend on
+// its place.
+std::vector<std::int64_t> block_order(std::int64_t B, const std::int32_t* xl) {
+    std::vector<std::int64_t> order(B);
+    for (std::int64_t b = 0; b < B; ++b) order[b] = b;
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return xl[a] > xl[b]; });
+    return order;
 }
 
 }  // namespace
 
 template <class T> void forward(const Problem<T>& pb, T* value, T* r, T* aux, std::int64_t seg, int threads) {
     const Plan pl = make_plan(pb.B, pb.N, pb.M, kLanes<T>);
-    parallel_for(threads, pl.blocks, [&](std::int64_t blk) { forward_block<T>(pb, pl, blk, value, r, aux, seg); });
+    const std::vector<std::int64_t> order = block_order(pb.B, pb.xl);
+    parallel_for(threads, pl.blocks,
+                 [&](std::int64_t blk) { forward_block<T>(pb, pl, blk, order.data(), value, r, aux, seg); });
 }
 
 template <class T>
 void backward(const Problem<T>& pb, const T* r, const T* aux, std::int64_t seg, const T* gv, const Grads<T>& out,
               int threads) {
     const Plan pl = make_plan(pb.B, pb.N, pb.M, kLanes<T>);
+    const std::vector<std::int64_t> order = block_order(pb.B, pb.xl);
     parallel_for(threads, pl.blocks, [&](std::int64_t blk) {
         if (out.gamma)
-            backward_block<T, true>(pb, pl, blk, r, aux, seg, gv, out);
+            backward_block<T, true>(pb, pl, blk, order.data(), r, aux, seg, gv, out);
         else
-            backward_block<T, false>(pb, pl, blk, r, aux, seg, gv, out);
+            backward_block<T, false>(pb, pl, blk, order.data(), r, aux, seg, gv, out);
     });
 }
 
