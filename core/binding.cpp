@@ -27,7 +27,8 @@ using Ints = nb::ndarray<const std::int32_t, nb::c_contig, nb::device::cpu>;
 [[noreturn]] void fail(const std::string& msg) { throw nb::value_error(msg.c_str()); }
 
 template <class A> void expect(const A& a, const char* name, std::initializer_list<std::int64_t> shape) {
-    if (a.ndim() != shape.size()) fail(std::string(name) + " must have " + std::to_string(shape.size()) + " dimensions");
+    if (a.ndim() != shape.size())
+        fail(std::string(name) + " must have " + std::to_string(shape.size()) + " dimensions");
     std::size_t d = 0;
     for (std::int64_t s : shape) {
         if (std::int64_t(a.shape(d)) != s)
@@ -35,6 +36,11 @@ template <class A> void expect(const A& a, const char* name, std::initializer_li
                  std::to_string(a.shape(d)) + ", expected " + std::to_string(s) + ")");
         ++d;
     }
+}
+
+template <class T> void check_series(const In<T>& x, const In<T>& y) {
+    if (x.ndim() != 3 || y.ndim() != 3 || x.shape(0) != y.shape(0) || x.shape(2) != y.shape(2) || x.shape(2) < 1)
+        fail("x and y must be (B, N, D) and (B, M, D) with D >= 1");
 }
 
 template <class T>
@@ -86,14 +92,14 @@ template <class T> void bind(nb::module_& m) {
             nb::gil_scoped_release unlocked;
             softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
         },
-        "cost"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(), "hi"_a.noconvert(), "value"_a.noconvert(), "r"_a.noconvert().none(), "aux"_a.noconvert().none(),
+        "cost"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(),
+        "hi"_a.noconvert(), "value"_a.noconvert(), "r"_a.noconvert().none(), "aux"_a.noconvert().none(),
         "seg"_a, "threads"_a);
     m.def(
         "forward_sqeuclidean",
         [](In<T> x, In<T> y, double gamma, Ints xl, Ints yl, Ints lo, Ints hi, Out<T> value, std::optional<Out<T>> r,
            std::optional<Out<T>> aux, std::int64_t seg, int threads) {
-            if (x.ndim() != 3 || y.ndim() != 3 || x.shape(0) != y.shape(0) || x.shape(2) != y.shape(2) || x.shape(2) < 1)
-                fail("x and y must be (B, N, D) and (B, M, D) with D >= 1");
+            check_series(x, y);
             auto pb = problem<T>(x.shape(0), x.shape(1), y.shape(1), x.shape(2), gamma, xl, yl, lo, hi);
             pb.x = x.data();
             pb.y = y.data();
@@ -103,7 +109,9 @@ template <class T> void bind(nb::module_& m) {
             nb::gil_scoped_release unlocked;
             softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
         },
-        "x"_a.noconvert(), "y"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(), "hi"_a.noconvert(), "value"_a.noconvert(), "r"_a.noconvert().none(), "aux"_a.noconvert().none(),
+        "x"_a.noconvert(), "y"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(),
+        "lo"_a.noconvert(), "hi"_a.noconvert(), "value"_a.noconvert(), "r"_a.noconvert().none(),
+        "aux"_a.noconvert().none(),
         "seg"_a, "threads"_a);
     m.def(
         "backward",
@@ -130,14 +138,16 @@ template <class T> void bind(nb::module_& m) {
             nb::gil_scoped_release unlocked;
             softdtw::backward<T>(pb, rp, ap, seg, gv.data(), g, threads);
         },
-        "r"_a.noconvert(), "aux"_a.noconvert(), "N"_a, "M"_a, "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(), "hi"_a.noconvert(), "grad_value"_a.noconvert(), "grad_cost"_a.noconvert(),
+        "r"_a.noconvert(), "aux"_a.noconvert(), "N"_a, "M"_a, "gamma"_a, "x_len"_a.noconvert(),
+        "y_len"_a.noconvert(), "lo"_a.noconvert(), "hi"_a.noconvert(), "grad_value"_a.noconvert(),
+        "grad_cost"_a.noconvert(),
         "grad_gamma"_a.noconvert().none(), "seg"_a, "cost"_a.noconvert().none(), "threads"_a);
     m.def(
         "backward_sqeuclidean",
         [](Out<T> r, Out<T> aux, In<T> x, In<T> y, double gamma, Ints xl, Ints yl, Ints lo, Ints hi, In<T> gv,
-           std::optional<Out<T>> grad_x, std::optional<Out<T>> grad_y, std::optional<Out<T>> grad_gamma, std::int64_t seg, int threads) {
-            if (x.ndim() != 3 || y.ndim() != 3 || x.shape(0) != y.shape(0) || x.shape(2) != y.shape(2) || x.shape(2) < 1)
-                fail("x and y must be (B, N, D) and (B, M, D) with D >= 1");
+           std::optional<Out<T>> grad_x, std::optional<Out<T>> grad_y, std::optional<Out<T>> grad_gamma,
+           std::int64_t seg, int threads) {
+            check_series(x, y);
             std::int64_t B = x.shape(0), N = x.shape(1), M = y.shape(1), D = x.shape(2);
             auto pb = problem<T>(B, N, M, D, gamma, xl, yl, lo, hi);
             pb.x = x.data();
@@ -161,8 +171,11 @@ template <class T> void bind(nb::module_& m) {
             nb::gil_scoped_release unlocked;
             softdtw::backward<T>(pb, rp, ap, seg, gv.data(), g, threads);
         },
-        "r"_a.noconvert(), "aux"_a.noconvert(), "x"_a.noconvert(), "y"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(), "hi"_a.noconvert(), "grad_value"_a.noconvert(),
-        "grad_x"_a.noconvert().none(), "grad_y"_a.noconvert().none(), "grad_gamma"_a.noconvert().none(), "seg"_a, "threads"_a);
+        "r"_a.noconvert(), "aux"_a.noconvert(), "x"_a.noconvert(), "y"_a.noconvert(), "gamma"_a,
+        "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(), "hi"_a.noconvert(),
+        "grad_value"_a.noconvert(),
+        "grad_x"_a.noconvert().none(), "grad_y"_a.noconvert().none(), "grad_gamma"_a.noconvert().none(), "seg"_a,
+        "threads"_a);
 }
 
 }  // namespace

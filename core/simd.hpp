@@ -50,17 +50,32 @@ template <class E, int L> struct Pack {
     using Mask = Pack<typename LaneInt<E>::type, L>;
     N v[K];
 
-#define SOFTDTW_OP(op)                                                                                    \
-    SOFTDTW_INLINE friend Pack operator op(Pack a, const Pack& b) { for (int k = 0; k < K; ++k) a.v[k] = a.v[k] op b.v[k]; return a; } \
-    SOFTDTW_INLINE friend Pack operator op(Pack a, E b) { for (int k = 0; k < K; ++k) a.v[k] = a.v[k] op b; return a; }              \
-    SOFTDTW_INLINE friend Pack operator op(E a, Pack b) { for (int k = 0; k < K; ++k) b.v[k] = a op b.v[k]; return b; }
+#define SOFTDTW_OP(op)                                                     \
+    SOFTDTW_INLINE friend Pack operator op(Pack a, const Pack& b) {        \
+        for (int k = 0; k < K; ++k) a.v[k] = a.v[k] op b.v[k];             \
+        return a;                                                          \
+    }                                                                      \
+    SOFTDTW_INLINE friend Pack operator op(Pack a, E b) {                  \
+        for (int k = 0; k < K; ++k) a.v[k] = a.v[k] op b;                  \
+        return a;                                                          \
+    }                                                                      \
+    SOFTDTW_INLINE friend Pack operator op(E a, Pack b) {                  \
+        for (int k = 0; k < K; ++k) b.v[k] = a op b.v[k];                  \
+        return b;                                                          \
+    }
     SOFTDTW_OP(+) SOFTDTW_OP(-) SOFTDTW_OP(*) SOFTDTW_OP(/) SOFTDTW_OP(&) SOFTDTW_OP(|)
 #undef SOFTDTW_OP
 #define SOFTDTW_CMP(op)                                                                                   \
-    SOFTDTW_INLINE friend Mask operator op(const Pack& a, const Pack& b) {                                             \
-        Mask m; for (int k = 0; k < K; ++k) m.v[k] = (typename Mask::N)(a.v[k] op b.v[k]); return m; }   \
-    SOFTDTW_INLINE friend Mask operator op(const Pack& a, E b) {                                                       \
-        Mask m; for (int k = 0; k < K; ++k) m.v[k] = (typename Mask::N)(a.v[k] op b); return m; }
+    SOFTDTW_INLINE friend Mask operator op(const Pack& a, const Pack& b) {                        \
+        Mask m;                                                                                   \
+        for (int k = 0; k < K; ++k) m.v[k] = (typename Mask::N)(a.v[k] op b.v[k]);                \
+        return m;                                                                                 \
+    }                                                                                             \
+    SOFTDTW_INLINE friend Mask operator op(const Pack& a, E b) {                                  \
+        Mask m;                                                                                   \
+        for (int k = 0; k < K; ++k) m.v[k] = (typename Mask::N)(a.v[k] op b);                     \
+        return m;                                                                                 \
+    }
     SOFTDTW_CMP(<) SOFTDTW_CMP(>) SOFTDTW_CMP(<=) SOFTDTW_CMP(>=) SOFTDTW_CMP(==)
 #undef SOFTDTW_CMP
     SOFTDTW_INLINE friend Pack operator<<(Pack a, int n) { for (int k = 0; k < K; ++k) a.v[k] = a.v[k] << n; return a; }
@@ -103,8 +118,16 @@ template <class E, int L> struct Arr {
     SOFTDTW_OP(+) SOFTDTW_OP(-) SOFTDTW_OP(*) SOFTDTW_OP(/)
 #undef SOFTDTW_OP
 #define SOFTDTW_CMP(op)                                                                             \
-    SOFTDTW_INLINE friend Mask operator op(Arr a, Arr b) { Mask m; for (int i = 0; i < L; ++i) m.v[i] = a.v[i] op b.v[i] ? -1 : 0; return m; } \
-    SOFTDTW_INLINE friend Mask operator op(Arr a, E b) { Mask m; for (int i = 0; i < L; ++i) m.v[i] = a.v[i] op b ? -1 : 0; return m; }
+    SOFTDTW_INLINE friend Mask operator op(Arr a, Arr b) {                                       \
+        Mask m;                                                                                   \
+        for (int i = 0; i < L; ++i) m.v[i] = a.v[i] op b.v[i] ? -1 : 0;                           \
+        return m;                                                                                 \
+    }                                                                                             \
+    SOFTDTW_INLINE friend Mask operator op(Arr a, E b) {                                         \
+        Mask m;                                                                                   \
+        for (int i = 0; i < L; ++i) m.v[i] = a.v[i] op b ? -1 : 0;                                \
+        return m;                                                                                 \
+    }
     SOFTDTW_CMP(<) SOFTDTW_CMP(>) SOFTDTW_CMP(<=) SOFTDTW_CMP(>=) SOFTDTW_CMP(==)
 #undef SOFTDTW_CMP
     friend Arr operator<<(Arr a, int n) { for (auto& e : a.v) e = E(e << n); return a; }
@@ -125,8 +148,16 @@ template <class M, class V> SOFTDTW_INLINE V select(M m, V a, V b) {
     for (unsigned i = 0; i < sizeof(a.v) / sizeof(a.v[0]); ++i) a.v[i] = m.v[i] ? a.v[i] : b.v[i];
     return a;
 }
-template <class T> SOFTDTW_INLINE Lanes<T> bits_to_float(ILanes<T> v) { Lanes<T> r; std::memcpy(&r, &v, sizeof r); return r; }
-template <class T> SOFTDTW_INLINE ILanes<T> float_to_bits(Lanes<T> v) { ILanes<T> r; std::memcpy(&r, &v, sizeof r); return r; }
+template <class T> SOFTDTW_INLINE Lanes<T> bits_to_float(ILanes<T> v) {
+    Lanes<T> r;
+    std::memcpy(&r, &v, sizeof r);
+    return r;
+}
+template <class T> SOFTDTW_INLINE ILanes<T> float_to_bits(Lanes<T> v) {
+    ILanes<T> r;
+    std::memcpy(&r, &v, sizeof r);
+    return r;
+}
 template <class V, class S> SOFTDTW_INLINE V splat(S s) { V r; for (auto& e : r.v) e = s; return r; }
 #endif
 

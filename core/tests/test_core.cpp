@@ -52,7 +52,8 @@ Ref reference(const std::vector<double>& cost, int n, int m, const std::vector<i
     for (int i = 1; i <= n; ++i)
         for (int j = 1; j <= m; ++j) {
             bool used = j - 1 >= lo[i - 1] && j - 1 < hi[i - 1];
-            at(i, j) = used ? cost[(i - 1) * m + j - 1] + softmin3(at(i - 1, j - 1), at(i - 1, j), at(i, j - 1), g) : kInf;
+            double s = softmin3(at(i - 1, j - 1), at(i - 1, j), at(i, j - 1), g);
+            at(i, j) = used ? cost[(i - 1) * m + j - 1] + s : kInf;
         }
     Ref out{at(n, m), std::vector<double>(n * m, 0.0)};
     std::vector<double> E((n + 2) * (m + 2), 0.0);
