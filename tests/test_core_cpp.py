@@ -25,7 +25,7 @@ def _build(tmp_path: Path, *cmake_args: str) -> Path:
     return build
 
 
-def _run(cmd, env=None) -> str:
+def _run(cmd, env=None) -> str:  # (a C++ test binary: exits 0 and says it passed)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "passed (0 failed checks)" in out.stdout
@@ -36,7 +36,7 @@ def _run(cmd, env=None) -> str:
 def test_core_cpp_native(tmp_path):
     if shutil.which("cmake") is None:
         pytest.fail("cmake is needed to build the core (pip install cmake)")
-    build = _build(tmp_path)
+    build = _build(tmp_path, "-DSOFTDTW_BENCH=ON")
     isa = _run([str(build / "test_core")]).splitlines()[0]
     assert isa.startswith("isa: ")
     # every lower instruction set this machine has
@@ -45,6 +45,10 @@ def test_core_cpp_native(tmp_path):
         out = _run([str(build / "test_core")], env={**os.environ, "SOFTDTW_ISA": name})
         assert out.splitlines()[0] == f"isa: {name}"
     assert _run([str(build / "test_core_scalar")]).splitlines()[0] == "isa: scalar"
+    # the kernels' micro-benchmark builds and runs (a tiny size)
+    out = subprocess.run([str(build / "bench_core"), "3", "9", "40", "2", "2"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "ns per cell" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.slow
