@@ -22,6 +22,29 @@ def test_import_loads_no_framework():
     assert r.returncode == 0, r.stderr
 
 
+def test_cpu_routes_load_no_numba_and_import_changes_no_thread():
+    """The CPU routes run the compiled core: no JIT compiler is loaded by an import or a call
+    (a loss with its gradient, checkpointed, cdist, barycenter), and importing starts no Python thread."""
+    r = run("""
+        import sys, threading
+        import numpy as np
+        import softdtw.numpy as snp
+        import torch
+        import softdtw.torch as st
+        assert threading.active_count() == 1, threading.enumerate()
+        x = torch.randn(3, 9, 2, requires_grad=True)
+        st.soft_dtw(x, torch.randn(3, 7, 2), 1.0).sum().backward()
+        st.soft_dtw(x.double(), torch.randn(3, 7, 2).double(), 1.0, memory="checkpoint").sum().backward()
+        st.soft_dtw_from_cost(torch.rand(3, 5, 4, requires_grad=True), 0.5).sum().backward()
+        st.cdist_soft_dtw(torch.randn(4, 6, 2))
+        snp.cdist_soft_dtw(np.random.rand(4, 6, 2))
+        snp.soft_dtw_barycenter(np.random.rand(3, 6, 2), max_iter=2)
+        bad = [m for m in ("numba", "llvmlite") if m in sys.modules]
+        assert not bad, bad
+    """)
+    assert r.returncode == 0, r.stderr
+
+
 BLOCK = """
     import sys
     class Block:
