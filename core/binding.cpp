@@ -78,6 +78,17 @@ void state(const softdtw::Problem<T>& pb, Out<T>* r, Out<T>* aux, std::int64_t s
     if (fill_margins) std::fill(*rp + need, *rp + r->size(), T(0));  // (the kernels fill the blocks; the rest is 0)
 }
 
+// forward's checks of its outputs, then the kernels with the GIL released
+template <class T>
+void run_forward(const softdtw::Problem<T>& pb, Out<T>& value, std::optional<Out<T>>& r, std::optional<Out<T>>& aux,
+                 std::int64_t seg, int threads) {
+    expect(value, "value", {pb.B});
+    T *rp, *ap;
+    state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap, true);
+    nb::gil_scoped_release unlocked;
+    softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
+}
+
 template <class T> void bind(nb::module_& m) {
     m.def(
         "forward",
@@ -86,11 +97,7 @@ template <class T> void bind(nb::module_& m) {
             if (cost.ndim() != 3) fail("cost must be (B, N, M)");
             auto pb = problem<T>(cost.shape(0), cost.shape(1), cost.shape(2), 0, gamma, xl, yl, lo, hi);
             pb.cost = cost.data();
-            expect(value, "value", {pb.B});
-            T *rp, *ap;
-            state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap, true);
-            nb::gil_scoped_release unlocked;
-            softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
+            run_forward(pb, value, r, aux, seg, threads);
         },
         "cost"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(), "lo"_a.noconvert(),
         "hi"_a.noconvert(), "value"_a.noconvert(), "r"_a.noconvert().none(), "aux"_a.noconvert().none(),
@@ -103,11 +110,7 @@ template <class T> void bind(nb::module_& m) {
             auto pb = problem<T>(x.shape(0), x.shape(1), y.shape(1), x.shape(2), gamma, xl, yl, lo, hi);
             pb.x = x.data();
             pb.y = y.data();
-            expect(value, "value", {pb.B});
-            T *rp, *ap;
-            state<T>(pb, r ? &*r : nullptr, aux ? &*aux : nullptr, seg, &rp, &ap, true);
-            nb::gil_scoped_release unlocked;
-            softdtw::forward<T>(pb, value.data(), rp, ap, seg, threads);
+            run_forward(pb, value, r, aux, seg, threads);
         },
         "x"_a.noconvert(), "y"_a.noconvert(), "gamma"_a, "x_len"_a.noconvert(), "y_len"_a.noconvert(),
         "lo"_a.noconvert(), "hi"_a.noconvert(), "value"_a.noconvert(), "r"_a.noconvert().none(),

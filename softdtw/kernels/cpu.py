@@ -34,9 +34,10 @@ def isa() -> str:
     return _core.isa()
 
 
-def state_shapes(B: int, N: int, M: int, dtype) -> tuple[tuple[int], tuple[int]]:
-    """The shapes of ``r`` and ``aux`` for ``(B, N, M)`` pairs of ``dtype`` (float32 or float64)."""
-    r, aux, _ = _core.state_sizes(int(B), int(N), int(M), np.dtype(dtype).itemsize)
+def state_shapes(B: int, N: int, M: int, dtype, seg: int = 0) -> tuple[tuple[int, int], tuple[int]]:
+    """The shapes of ``r`` and ``aux`` for ``(B, N, M)`` pairs of ``dtype`` (float32 or float64);
+    ``seg > 0``: of the checkpoints every ``seg`` steps (:func:`checkpoint_forward`)."""
+    r, aux, _ = _core.state_sizes(int(B), int(N), int(M), np.dtype(dtype).itemsize, int(seg))
     m = max(int(M), 1)
     return (-(-r // m), m), (aux,)
 
@@ -73,18 +74,19 @@ def _check(dtype):
         raise TypeError(f"the CPU core computes in float32 or float64, got {np.dtype(dtype)}")
 
 
-def forward(cost, gamma, x_len, y_len, lo, hi, keep=True, threads=None):
+def forward(cost, gamma, x_len, y_len, lo, hi, keep=True, threads=None, seg=0):
     """Soft-DTW values of ``cost`` (B, N, M); returns ``(value, r, aux)``. ``keep=False``: the
-    values alone (the same numbers), ``r`` and ``aux`` empty."""
+    values alone (the same numbers), ``r`` and ``aux`` empty; ``seg > 0``: ``r`` keeps only
+    every ``seg``-th step's row (:func:`checkpoint_forward`)."""
     cost = np.ascontiguousarray(cost)
     _check(cost.dtype)
     if cost.ndim != 3:
         raise ValueError(f"cost must be (B, N, M), got shape {cost.shape}")
     B, N, M = cost.shape
     value = np.empty(B, cost.dtype)
-    r, aux = _state(B, N, M, cost.dtype, keep)
-    _core.forward(cost, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), value,
-                  r.reshape(-1) if keep else None, aux if keep else None, 0, _threads(threads))
+    r, aux = _state(B, N, M, cost.dtype, keep, seg)
+    _core.forward(cost, float(gamma), *_bounds(x_len, y_len, lo, hi), value, *_state_args(r, aux, keep), int(seg),
+                  _threads(threads))
     return value, r, aux
 
 
@@ -93,14 +95,23 @@ def values(cost, gamma, x_len, y_len, lo, hi, threads=None):
     return forward(cost, gamma, x_len, y_len, lo, hi, keep=False, threads=threads)[0]
 
 
-def _state(B, N, M, dtype, keep):
+def _bounds(x_len, y_len, lo, hi):
+    return _ints(x_len), _ints(y_len), _ints(lo), _ints(hi)
+
+
+def _state(B, N, M, dtype, keep, seg=0):
     if not keep:
         return np.empty(0, dtype), np.empty(0, dtype)
-    rs, auxs = state_shapes(B, N, M, dtype)
+    rs, auxs = state_shapes(B, N, M, dtype, seg)
     # empty, not zeros: NumPy backs a large empty array with huge pages (its zeros, through
     # calloc, with 4 KiB pages: ~1 ns per cell of page faults at (8, 1024, 1024)); the core
     # writes zeros where its plan leaves the state unfilled
     return np.empty(rs, dtype), np.empty(auxs, dtype)
+
+
+def _state_args(r, aux, keep=True):
+    """``r`` and ``aux`` as the core takes them (flat), or None for values alone."""
+    return (np.ascontiguousarray(r).reshape(-1), aux) if keep else (None, None)
 
 
 def _series(x, y):
@@ -114,35 +125,35 @@ def _series(x, y):
     return x, y
 
 
-def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True, threads=None):
+def forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, keep=True, threads=None, seg=0):
     """:func:`forward` of the squared Euclidean cost of ``x`` (B, N, D) and ``y`` (B, M, D),
     formed cell by cell. A pair with a non-finite entry in ``x[b, :x_len[b]]`` or
     ``y[b, :y_len[b]]`` gets NaN (and only it)."""
     x, y = _series(x, y)
     B, N, M = x.shape[0], x.shape[1], y.shape[1]
     value = np.empty(B, x.dtype)
-    r, aux = _state(B, N, M, x.dtype, keep)
-    _core.forward_sqeuclidean(x, y, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), value,
-                              r.reshape(-1) if keep else None, aux if keep else None, 0, _threads(threads))
+    r, aux = _state(B, N, M, x.dtype, keep, seg)
+    _core.forward_sqeuclidean(x, y, float(gamma), *_bounds(x_len, y_len, lo, hi), value, *_state_args(r, aux, keep),
+                              int(seg), _threads(threads))
     return value, r, aux
 
 
-def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, threads=None):
+def backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, need_gamma_grad, threads=None, seg=0, cost=None):
     """``(grad_cost, grad_gamma)`` from the state of :func:`forward` (the cost's ``(N, M)`` from
-    ``lo`` and ``r``)."""
+    ``lo`` and ``r``); ``seg > 0`` (checkpoints) needs the ``cost`` the rows are recomputed from."""
     lo = _ints(lo)
     B, N = lo.shape
     M = r.shape[-1]
     gv = _grad_value(grad_value, B, r.dtype)
     grad = np.zeros((B, N, M), r.dtype)
     gg = np.zeros(B, r.dtype) if need_gamma_grad else None
-    _core.backward(np.ascontiguousarray(r).reshape(-1), aux, int(N), int(M), float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv, grad, gg,
-                   0, None, _threads(threads))
+    _core.backward(*_state_args(r, aux), int(N), int(M), float(gamma), *_bounds(x_len, y_len, lo, hi), gv, grad, gg,
+                   int(seg), None if cost is None else np.ascontiguousarray(cost), _threads(threads))
     return grad, gg
 
 
 def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, need_y=True, need_x=True,
-                         need_gamma_grad=False, threads=None):
+                         need_gamma_grad=False, threads=None, seg=0):
     """``(grad_x, grad_y)`` (and ``grad_gamma`` when ``need_gamma_grad``) from the state of
     :func:`forward_sqeuclidean`: ``grad_value[b]`` times the gradients of pair ``b``'s value,
     ``2 sum_j E_ij (x_i - y_j)`` and ``2 sum_i E_ij (y_j - x_i)``, 0 past the lengths.
@@ -153,8 +164,8 @@ def backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, 
     gx = np.zeros(x.shape, x.dtype) if need_x else None
     gy = np.zeros(y.shape, y.dtype) if need_y else None
     gg = np.zeros(B, x.dtype) if need_gamma_grad else None
-    _core.backward_sqeuclidean(np.ascontiguousarray(r).reshape(-1), aux, x, y, float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), gv,
-                               gx, gy, gg, 0, _threads(threads))
+    _core.backward_sqeuclidean(*_state_args(r, aux), x, y, float(gamma), *_bounds(x_len, y_len, lo, hi), gv,
+                               gx, gy, gg, int(seg), _threads(threads))
     if need_gamma_grad:
         return gx, gy, gg
     return gx, gy
@@ -184,23 +195,13 @@ def segment_steps(B: int, N: int, M: int, dtype) -> int:
 
 
 def checkpoint_forward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, threads=None):
-    """``(value, state)``: the squared Euclidean cost of ``x`` (B, N, D), ``y`` (B, M, D) with
-    ``cost`` None, or of ``cost`` (B, N, M) with ``x``, ``y`` None; ``state`` for
-    :func:`checkpoint_backward` (the checkpoints every ``seg`` steps and ``aux``)."""
+    """``(value, state)``: :func:`forward_sqeuclidean` of ``x``, ``y`` (``cost`` None) or
+    :func:`forward` of ``cost`` (``x``, ``y`` None) keeping the checkpoints every ``seg`` steps;
+    ``state`` for :func:`checkpoint_backward`."""
     if cost is None:
-        x, y = _series(x, y)
-        (B, N, _), M, dtype = x.shape, y.shape[1], x.dtype
+        value, r, aux = forward_sqeuclidean(x, y, gamma, x_len, y_len, lo, hi, threads=threads, seg=seg)
     else:
-        cost = np.ascontiguousarray(cost)
-        _check(cost.dtype)
-        (B, N, M), dtype = cost.shape, cost.dtype
-    rs, auxs, _ = _core.state_sizes(B, N, M, dtype.itemsize, int(seg))
-    r, aux, value = np.empty(rs, dtype), np.empty(auxs, dtype), np.empty(B, dtype)
-    args = (float(gamma), _ints(x_len), _ints(y_len), _ints(lo), _ints(hi), value, r, aux, int(seg), _threads(threads))
-    if cost is None:
-        _core.forward_sqeuclidean(x, y, *args)
-    else:
-        _core.forward(cost, *args)
+        value, r, aux = forward(cost, gamma, x_len, y_len, lo, hi, threads=threads, seg=seg)
     return value, (r, aux)
 
 
@@ -208,17 +209,6 @@ def checkpoint_backward(x, y, cost, gamma, x_len, y_len, lo, hi, seg, state, gra
     """``(grad_x, grad_y)`` (``cost`` None) or ``grad_cost``, times ``grad_value``, from the
     state of :func:`checkpoint_forward`."""
     r, aux = state
-    lo = _ints(lo)
-    B, N = lo.shape
-    gv = _grad_value(grad_value, B, r.dtype)
     if cost is None:
-        x, y = _series(x, y)
-        gx, gy = np.zeros(x.shape, x.dtype), np.zeros(y.shape, y.dtype)
-        _core.backward_sqeuclidean(r, aux, x, y, float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv,
-                                   gx, gy, None, int(seg), _threads(threads))
-        return gx, gy
-    cost = np.ascontiguousarray(cost)
-    grad = np.zeros(cost.shape, r.dtype)
-    _core.backward(r, aux, N, cost.shape[2], float(gamma), _ints(x_len), _ints(y_len), lo, _ints(hi), gv, grad,
-                   None, int(seg), cost, _threads(threads))
-    return grad
+        return backward_sqeuclidean(r, aux, x, y, gamma, x_len, y_len, lo, hi, grad_value, threads=threads, seg=seg)
+    return backward(r, aux, gamma, x_len, y_len, lo, hi, grad_value, False, threads=threads, seg=seg, cost=cost)[0]

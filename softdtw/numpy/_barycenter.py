@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _pairwise, spec
-from ..kernels import cpu
 from ._cdist import Dataset, PairKernel, as_dataset
 
 __all__ = ["soft_dtw_barycenter"]
@@ -42,7 +41,6 @@ class Objective:
     def __init__(self, data: Dataset, weights: np.ndarray, gamma: float, constraint: spec.Constraint,
                  length: int):
         self.data, self.w, self.length = data, weights, length
-        self.x = np.ascontiguousarray(data.data, dtype=np.float64)
         self.gamma, self.constraint = gamma, constraint
         self.ii = np.zeros(data.shape[0], dtype=np.int64)  # pair i: (Z, X_i)
         self.jj = np.arange(data.shape[0], dtype=np.int64)
@@ -57,11 +55,9 @@ class Objective:
     def __call__(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
         z = flat.reshape(self.length, -1)
         kernel = self._kernel(z)
-        value, r, aux, (xl, yl, lo, hi) = kernel.forward(self.ii, self.jj)
-        # d/dZ sum_i w_i sdtw(Z, X_i): the core's gradient of each pair's first series (Z), summed
-        gz, _ = cpu.backward_sqeuclidean(r, aux, *kernel.series(self.ii, self.jj), self.gamma, xl, yl, lo, hi,
-                                         self.w, need_y=False)
-        grad = gz.sum(axis=0)
+        value, state = kernel.forward(self.ii, self.jj)
+        # d/dZ sum_i w_i sdtw(Z, X_i): each pair's gradient in its first series (Z), summed
+        grad = kernel.grad_first(state, self.w).sum(axis=0)
         return float(self.w @ value), grad.ravel()
 
 

@@ -111,20 +111,24 @@ class PairKernel:
                                   self.constraint)
         return lo[inverse.ravel()], hi[inverse.ravel()], xl.astype(np.int32), yl.astype(np.int32)
 
-    def series(self, ii, jj):
-        """The pairs' series ``(x, y)``: ``(k, N, D)`` and ``(k, M, D)``."""
-        return self.a[ii], self.b[jj]
-
     def forward(self, ii, jj):
-        """``(value, r, aux, bounds)`` of the core's forward on the pairs ``(ii[p], jj[p])``."""
+        """``(value, state)`` of the core's forward on the pairs ``(ii[p], jj[p])``; ``state``
+        for :meth:`grad_first`."""
         lo, hi, xl, yl = self.bounds(ii, jj)
-        value, r, aux = cpu.forward_sqeuclidean(*self.series(ii, jj), self.gamma, xl, yl, lo, hi)
-        return value, r, aux, (xl, yl, lo, hi)
+        x, y = self.a[ii], self.b[jj]
+        value, r, aux = cpu.forward_sqeuclidean(x, y, self.gamma, xl, yl, lo, hi)
+        return value, (r, aux, x, y, xl, yl, lo, hi)
+
+    def grad_first(self, state, grad_value) -> np.ndarray:
+        """``(k, N, D)``: ``grad_value[p]`` times the gradient of pair ``p``'s value in its first
+        series, from the state of :meth:`forward`."""
+        r, aux, x, y, xl, yl, lo, hi = state
+        return cpu.backward_sqeuclidean(r, aux, x, y, self.gamma, xl, yl, lo, hi, grad_value, need_y=False)[0]
 
     def values(self, ii, jj) -> np.ndarray:
         """The values alone (the core keeps no ``R`` for a backward)."""
         lo, hi, xl, yl = self.bounds(ii, jj)
-        return cpu.forward_sqeuclidean(*self.series(ii, jj), self.gamma, xl, yl, lo, hi, keep=False)[0]
+        return cpu.forward_sqeuclidean(self.a[ii], self.b[jj], self.gamma, xl, yl, lo, hi, keep=False)[0]
 
 
 def cdist_soft_dtw(X, Y=None, gamma=1.0, *, normalize: bool = False, global_constraint=None,

@@ -373,9 +373,9 @@ FUSED_MAX_FEATURES = 8
 
 
 class _FusedSqEuclidean(torch.autograd.Function):
-    """Soft-DTW of the squared Euclidean cost of CPU ``x``, ``y`` (float32; float64 on the core) through the CPU
-    kernel that forms the cost cell by cell and returns the gradients of ``x`` and ``y``
-    (:func:`softdtw.kernels.cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
+    """Soft-DTW of the squared Euclidean cost of CPU ``x``, ``y`` (float32; float64 on the core)
+    through the CPU kernel that forms the cost cell by cell and returns the gradients of ``x``
+    and ``y`` (:func:`softdtw.kernels.cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
     gradient or torch ops around the kernel; ``R`` is the one float per cell kept.
 
     Returns ``(value, r, aux, x_len, y_len, lo, hi)`` (the backward's state, not
@@ -415,7 +415,7 @@ class _FusedSqEuclidean(torch.autograd.Function):
         xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
         yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
         out = kernel.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi, keep,
-                                            threads=torch.get_num_threads())
+                                         threads=torch.get_num_threads())
         if np.isinf(out[0]).any():  # (_check_overflow, on the kernel's NumPy values)
             _check_overflow(torch.from_numpy(out[0]), gamma, x.dtype)
         return out + (xl, yl, lo, hi)
@@ -476,8 +476,8 @@ def _fused_grad(x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y):
     if bad.any():
         gv = np.where(bad, gv.dtype.type(0), gv)
     gx, gy = kernel.backward_sqeuclidean(r.numpy(), aux.numpy(), x.numpy(), y.numpy(),
-                                            gamma, xl.numpy(), yl.numpy(), lo.numpy(), hi.numpy(), gv,
-                                            need_y=need_y, threads=torch.get_num_threads())
+                                         gamma, xl.numpy(), yl.numpy(), lo.numpy(), hi.numpy(), gv,
+                                         need_y=need_y, threads=torch.get_num_threads())
     gy = np.zeros_like(y.numpy()) if gy is None else gy
     if bad.any():  # the non-finite rule of docs/algorithm.md
         hit = bad & (grad_value.numpy() != 0)

@@ -1,8 +1,9 @@
 r"""Soft-DTW with a low-memory backward (``memory="checkpoint"``).
 
-CPU tensors run the compiled core's checkpointed sweep (:func:`softdtw.kernels.cpu.checkpoint_forward`:
-the last row of every segment of about sqrt(N) steps kept, each segment recomputed in the
-backward); ``SOFTDTW_KERNEL=numba`` runs the numba row-band kernel it replaces. Other
+CPU tensors run the compiled core's checkpointed sweep
+(:func:`softdtw.kernels.cpu.checkpoint_forward`: the last row of every segment of about sqrt(N)
+steps kept, each segment recomputed in the backward); ``SOFTDTW_KERNEL=numba`` runs the numba
+row-band kernel it replaces. Other
 devices run the sweep of this module: the forward sweeps the anti-diagonals with the spec's step functions (as the pure-torch path
 does) but keeps only every ``seg``-th pair of DP diagonals; the backward walks the diagonals
 in reverse and recomputes each segment of ``seg`` diagonals from its checkpoint when it
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import spec
+from ..kernels import cpu
 
 
 def segment_length(n: int, m: int) -> int:
@@ -148,17 +150,8 @@ def _np(t):
 class _CoreCheckpoint:
     """The compiled core's checkpointed sweep under the row-band kernel's names."""
 
-    @staticmethod
-    def forward(*args, threads):
-        from ..kernels import cpu
-
-        return cpu.checkpoint_forward(*args, threads=threads)
-
-    @staticmethod
-    def backward(*args, threads):
-        from ..kernels import cpu
-
-        return cpu.checkpoint_backward(*args, threads=threads)
+    forward = staticmethod(cpu.checkpoint_forward)
+    backward = staticmethod(cpu.checkpoint_backward)
 
 
 def _cpu_kernel():
@@ -173,8 +166,6 @@ def _cpu_kernel():
 def _segment(K, x, y, cost) -> int:
     ref = x if cost is None else cost
     if K is _CoreCheckpoint:
-        from ..kernels import cpu
-
         m = y.shape[1] if cost is None else cost.shape[2]
         return cpu.segment_steps(ref.shape[0], ref.shape[1], m, np.dtype(str(ref.dtype)[6:]))
     return K.segment_rows(ref.shape[1])

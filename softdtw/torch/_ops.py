@@ -69,17 +69,17 @@ def _resolve_kernel(device_type: str):
 
 
 def _state_spec(module, batch: int, n: int, m: int, dtype: torch.dtype):
-    """``(r_shape, aux_shape, aux_dtype)`` of a kernel's backward state (for the fake
-    implementation): ``r`` is ``(B, N, M)`` unless the kernel says otherwise."""
-    np_dtype = np.dtype(str(dtype)[6:])
-    states = getattr(module, "state_shapes", None)
-    if states is not None:
-        r_shape, aux_shape = states(batch, n, m, np_dtype)
-        return tuple(r_shape), tuple(aux_shape), dtype
+    """``(r_shape, aux_shape, aux_dtype)`` of a kernel's backward state, for the fake
+    implementation: ``r`` is ``(B, N, M)``, except for the compiled core (``state_shapes``),
+    whose state has the sizes of its plan, not expressions in (B, N, M) that dynamic shapes could
+    trace: sizes of their own (``r`` keeps ``M`` as its last dimension for the backward)."""
+    if hasattr(module, "state_shapes"):
+        ctx = torch.library.get_ctx()
+        return (ctx.new_dynamic_size(), m), (ctx.new_dynamic_size(),), dtype
     fn = getattr(module, "aux_shape", None)
     if fn is None:
         return (batch, n, m), (batch, 0), dtype
-    shape, aux_dtype = fn(batch, n, m, np_dtype)
+    shape, aux_dtype = fn(batch, n, m, np.dtype(str(dtype)[6:]))
     return (batch, n, m), tuple(shape), getattr(torch, np.dtype(aux_dtype).name)
 
 
@@ -162,14 +162,7 @@ def sdtw_forward(cost: torch.Tensor, gamma: float, x_len: torch.Tensor | None, y
 @sdtw_forward.register_fake
 def _(cost, gamma, x_len, y_len, band_kind, band_param):
     batch, n, m = cost.shape
-    module = _kernel_module(cost.device.type)
-    if hasattr(module, "state_shapes"):
-        # the core's state: sizes of its plan, not expressions in (B, N, M) that dynamic shapes
-        # could trace: sizes of their own (r keeps M as its last dimension for the backward)
-        ctx = torch.library.get_ctx()
-        r_shape, aux_shape, aux_dtype = (ctx.new_dynamic_size(), m), (ctx.new_dynamic_size(),), cost.dtype
-    else:
-        r_shape, aux_shape, aux_dtype = _state_spec(module, batch, n, m, cost.dtype)
+    r_shape, aux_shape, aux_dtype = _state_spec(_kernel_module(cost.device.type), batch, n, m, cost.dtype)
     i32 = dict(dtype=torch.int32, device=cost.device)
     return (cost.new_empty((batch,)), cost.new_empty(r_shape),
             cost.new_empty(aux_shape, dtype=aux_dtype),
