@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -47,31 +48,66 @@ FlushDenormals::~FlushDenormals() {
 
 namespace {
 
+// A participant that has nothing to do spins this long before it sleeps: waking a sleeping
+// thread costs tens of microseconds (more on a virtual machine, whose idle vCPU the host halts),
+// which a training step pays twice per loss call (forward, backward) when the workers sleep
+// between them. Short enough not to take a core from the caller's own threads for long.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+inline void relax() {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+    _mm_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+// Spins up to kSpin until ready() holds; whether it does.
+template <class F> bool spin_until(F ready) {
+    auto end = std::chrono::steady_clock::now() + kSpin;
+    for (;;) {
+        for (int k = 0; k < 64; ++k) {
+            if (ready()) return true;
+            relax();
+        }
+        if (std::chrono::steady_clock::now() >= end) return ready();
+    }
+}
+
 struct Pool {
     std::mutex busy;  // held by the one parallel_for that uses the workers
-    std::mutex m;
+    std::mutex m;     // for sleeping and waking only
     std::condition_variable work, done;
     std::vector<std::thread> workers;
     const std::function<void()>* job = nullptr;
-    std::uint64_t generation = 0;
-    int wanted = 0, finished = 0;
+    // a call's generation and its number of workers in one word: a late worker never pairs one
+    // call's generation with another's count
+    std::atomic<std::uint64_t> call{0};
+    std::atomic<int> finished{0};
+
+    static std::uint64_t pack(std::uint64_t generation, int wanted) { return generation << 16 | unsigned(wanted); }
 
     void run(int id) {
         std::uint64_t seen = 0;
-        std::unique_lock<std::mutex> lk(m);
         for (;;) {
-            work.wait(lk, [&] { return generation != seen; });
-            seen = generation;
+            auto fresh = [&] { return call.load(std::memory_order_acquire) >> 16 != seen; };
+            if (!spin_until(fresh)) {
+                std::unique_lock<std::mutex> lk(m);
+                work.wait(lk, fresh);
+            }
+            std::uint64_t c = call.load(std::memory_order_acquire);
+            seen = c >> 16;
+            int wanted = int(c & 0xffff);
             if (id >= wanted) continue;
-            const std::function<void()>* j = job;
-            lk.unlock();
-            (*j)();
-            lk.lock();
-            if (++finished == wanted) done.notify_one();
+            (*job)();  // (the call waits for this worker: job is still its job)
+            if (finished.fetch_add(1, std::memory_order_acq_rel) + 1 == wanted) {
+                std::lock_guard<std::mutex> lk(m);
+                done.notify_one();
+            }
         }
     }
 
-    void grow(int n) {  // under m
+    void grow(int n) {  // under busy
 #if !defined(_WIN32)
         sigset_t all, old;
         sigfillset(&all);
@@ -123,7 +159,7 @@ void serial(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
 
 void parallel_for(int threads, std::int64_t n, const std::function<void(std::int64_t)>& fn) {
     if (n <= 0) return;
-    int use = int(std::min<std::int64_t>(std::max(threads, 1), n));
+    int use = int(std::min<std::int64_t>(std::clamp(threads, 1, 1 << 15), n));  // (pack: < 2^16)
     if (use <= 1) return serial(n, fn);
     Pool* p = pool();
     std::unique_lock<std::mutex> busy(p->busy, std::try_to_lock);
@@ -146,21 +182,22 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
             next.store(n);
         }
     };
+    p->grow(use - 1);
+    p->job = &job;
+    p->finished.store(0, std::memory_order_relaxed);
     {
-        std::lock_guard<std::mutex> lk(p->m);
-        p->grow(use - 1);
-        p->job = &job;
-        p->wanted = use - 1;
-        p->finished = 0;
-        ++p->generation;
+        std::lock_guard<std::mutex> lk(p->m);  // (a worker about to sleep sees the new call)
+        p->call.store(Pool::pack((p->call.load(std::memory_order_relaxed) >> 16) + 1, use - 1),
+                      std::memory_order_release);
     }
     p->work.notify_all();
     job();
-    {
+    auto all_done = [&] { return p->finished.load(std::memory_order_acquire) == use - 1; };
+    if (!spin_until(all_done)) {
         std::unique_lock<std::mutex> lk(p->m);
-        p->done.wait(lk, [&] { return p->finished == p->wanted; });
-        p->job = nullptr;
+        p->done.wait(lk, all_done);
     }
+    p->job = nullptr;
     if (error) std::rethrow_exception(error);
 }
 
