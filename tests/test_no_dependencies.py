@@ -65,3 +65,33 @@ def test_missing_extra_names_the_install(sub, mod):
     r = run(BLOCK.format(sub=sub, mod=mod))
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert f"pip install softdtw[{sub}]" in r.stdout
+
+
+def test_numba_is_not_required():
+    """softdtw's own requirements (without extras) do not name numba: the CPU kernels are the core."""
+    from importlib.metadata import requires
+
+    plain = [r for r in requires("softdtw") or [] if "extra ==" not in r]
+    assert plain, "softdtw's metadata lists no requirement at all (numpy is one)"
+    assert not [r for r in plain if r.split(";")[0].strip().lower().startswith("numba")], plain
+
+
+def test_forced_numba_kernel_without_numba_names_the_install():
+    r = run("""
+        import os, sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "numba":
+                    raise ImportError("No module named numba", name="numba")
+        sys.meta_path.insert(0, Block())
+        os.environ["SOFTDTW_KERNEL"] = "numba"
+        import torch
+        import softdtw.torch as st
+        try:
+            st.soft_dtw(torch.randn(2, 3, 1), torch.randn(2, 3, 1))
+        except ImportError as e:
+            print(e)
+            sys.exit(3)
+    """)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "SOFTDTW_KERNEL=numba" in r.stdout and "numba" in r.stdout

@@ -1,4 +1,4 @@
-"""Fast kernels (numba on CPU, Triton on CUDA), tested against the NumPy reference.
+"""Fast kernels (the compiled core on CPU, Triton on CUDA), tested against the NumPy reference.
 
 Every kernel realizes the recursion of :mod:`softdtw.spec` under one contract, so that the
 torch custom ops (``softdtw.torch``) can dispatch to any of them by device:
@@ -30,7 +30,10 @@ torch custom ops (``softdtw.torch``) can dispatch to any of them by device:
 
 Finite inputs never give NaN or inf in values or gradients, for any gamma > 0.
 
-The numba kernel also takes float32 series instead of a cost (``forward_sqeuclidean(x, y, ...)``,
-``backward_sqeuclidean(r, aux, x, y, ...) -> (grad_x, grad_y)``): it forms the squared Euclidean
-cost per cell, so neither the cost matrix nor its gradient is ever formed.
+The CPU core (:mod:`softdtw.kernels.cpu`) also takes series instead of a cost
+(``forward_sqeuclidean(x, y, ...)``, ``backward_sqeuclidean(r, aux, x, y, ...) -> (grad_x, grad_y)``):
+it forms the squared Euclidean cost per cell, so neither the cost matrix nor its gradient is
+ever formed; its ``r`` has a shape of its own (``state_shapes``). The numba kernels
+(``numba_*``), the core's predecessor, stay as the benchmark's baseline and need numba, which
+softdtw does not require (the ``bench`` and ``test`` extras install it).
 """

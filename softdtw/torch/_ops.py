@@ -56,7 +56,12 @@ def _resolve_kernel(device_type: str):
     if forced:
         if forced not in KERNEL_MODULES:
             raise ValueError(f"SOFTDTW_KERNEL must be one of {sorted(KERNEL_MODULES)}, got {forced!r}")
-        return importlib.import_module(KERNEL_MODULES[forced])
+        try:
+            return importlib.import_module(KERNEL_MODULES[forced])
+        except ImportError as e:
+            raise ImportError(f"SOFTDTW_KERNEL={forced} needs a package softdtw does not require ({e.name}): "
+                              f"install it (numba: the core's predecessor, the benchmark's baseline) "
+                              f"or unset SOFTDTW_KERNEL") from e
     name = DEFAULT_KERNEL.get(device_type)
     if name is None:
         return _pure
