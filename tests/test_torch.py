@@ -461,18 +461,47 @@ def test_bad_gamma_tensor(gamma, exc):
 
 
 def test_double_backward_gradgradcheck():
-    # float64, second_order=True: gradgradcheck for the cost matrix (with a band and lengths) and
-    # for x and y through the default squared-Euclidean cost (with normalize)
+    # float64, by default (no option): gradgradcheck for the cost matrix (with a band and
+    # lengths) and for x and y through the default squared-Euclidean cost (the core's fused
+    # route, with lengths, a band, normalize), checkpointed too
     g = torch.Generator().manual_seed(4)
     cost = torch.rand(2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
     xl, yl = torch.tensor([5, 3]), torch.tensor([4, 2])
-    for kw in ({}, dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=1, x_lengths=xl, y_lengths=yl)):
-        assert torch.autograd.gradgradcheck(lambda c: soft_dtw_from_cost(c, 0.8, second_order=True, **kw), (cost,))
+    band = dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=1)
+    for kw in ({}, dict(band, x_lengths=xl, y_lengths=yl), dict(memory="checkpoint")):
+        assert torch.autograd.gradgradcheck(lambda c: soft_dtw_from_cost(c, 0.8, **kw), (cost,))
     x = torch.rand(2, 4, 2, dtype=torch.float64, generator=g, requires_grad=True)
     y = torch.rand(2, 3, 2, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda a, b: soft_dtw(a, b, 0.5, second_order=True, normalize=True), (x, y))
-    loss = SoftDTWLossPyTorch(gamma=0.5, second_order=True)
+    assert torch.autograd.gradgradcheck(lambda a, b: soft_dtw(a, b, 0.5, normalize=True), (x, y))
+    for kw in (dict(band, x_lengths=[4, 2], y_lengths=[3, 1]), dict(memory="checkpoint")):
+        assert torch.autograd.gradgradcheck(lambda a, b: soft_dtw(a, b, 0.5, **kw), (x, y))
+    loss = SoftDTWLossPyTorch(gamma=0.5)
     assert torch.autograd.gradgradcheck(lambda a, b: loss(a, b), (x, y))
+    # only x requires grad (y a target); a dist_func's cost
+    assert torch.autograd.gradgradcheck(lambda a: soft_dtw(a, y.detach(), 0.5), (x,))
+    l1 = lambda a, b: (a[:, :, None] - b[:, None]).abs().sum(-1)  # noqa: E731 (a dist_func: the cost route)
+    assert torch.autograd.gradgradcheck(lambda a: soft_dtw(a, y.detach(), 0.5, dist_func=l1), (x,))
+
+
+def test_double_backward_float32_training_route():
+    # the float32 route a training loop takes (the core's fused kernel) differentiates twice:
+    # its Hessian-vector product equals float64's
+    g = torch.Generator().manual_seed(6)
+    x64 = torch.randn(3, 7, 2, dtype=torch.float64, generator=g)
+    y64 = torch.randn(3, 5, 2, dtype=torch.float64, generator=g)
+    v = torch.randn(x64.shape, dtype=torch.float64, generator=g)
+
+    def hvp(x, y):
+        x = x.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(soft_dtw(x, y, 1.0).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad((gx * v.to(x.dtype)).sum(), x)
+        return gx.detach(), h
+
+    g32, h32 = hvp(x64.float(), y64.float())
+    g64, h64 = hvp(x64, y64)
+    torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h32.double(), h64, rtol=1e-4, atol=1e-5)
+    assert h64.abs().max() > 0
 
 
 def test_hessian_vector_product_against_finite_differences():
@@ -483,7 +512,7 @@ def test_hessian_vector_product_against_finite_differences():
 
     def grad_at(c):
         c = c.clone().requires_grad_()
-        (gc,) = torch.autograd.grad(soft_dtw_from_cost(c, 0.3, second_order=True).sum(), c, create_graph=True)
+        (gc,) = torch.autograd.grad(soft_dtw_from_cost(c, 0.3).sum(), c, create_graph=True)
         return c, gc
 
     c, gc = grad_at(cost)
@@ -497,15 +526,31 @@ def test_hessian_vector_product_against_finite_differences():
     torch.testing.assert_close(gc.detach(), c0.grad, rtol=1e-12, atol=1e-12)
 
 
-def test_second_order_with_learnable_gamma_is_refused():
-    with pytest.raises(ValueError, match="second_order"):
-        soft_dtw_from_cost(torch.rand(2, 3, 3), torch.tensor(0.5, requires_grad=True), second_order=True)
+def test_double_backward_with_learnable_gamma():
+    # d value / d gamma stays right under create_graph=True, and the cost's gradient is differentiable
+    g = torch.Generator().manual_seed(7)
+    cost = torch.rand(2, 4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    gamma = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    gc, gg = torch.autograd.grad(soft_dtw_from_cost(cost, gamma).sum(), (cost, gamma), create_graph=True)
+    c0, g0 = cost.detach().clone().requires_grad_(), gamma.detach().clone().requires_grad_()
+    soft_dtw_from_cost(c0, g0).sum().backward()
+    torch.testing.assert_close(gc.detach(), c0.grad)
+    torch.testing.assert_close(gg.detach(), g0.grad)
+    assert torch.autograd.gradgradcheck(lambda c: soft_dtw_from_cost(c, gamma.detach()), (cost,))
 
 
-def test_create_graph_without_second_order_warns():
-    c = torch.rand(2, 3, 3, dtype=torch.float64, requires_grad=True)
-    with pytest.warns(UserWarning, match="second_order"):
-        torch.autograd.grad(soft_dtw_from_cost(c, 0.5).sum(), c, create_graph=True)
+def test_second_order_is_deprecated_and_changes_nothing():
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 4, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.rand(2, 3, 2, dtype=torch.float64, generator=g)
+    with pytest.warns(DeprecationWarning, match="second_order"):
+        v = soft_dtw(x, y, 0.5, second_order=True)
+    torch.testing.assert_close(v, soft_dtw(x, y, 0.5), rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="second_order"):
+        loss = SoftDTWLossPyTorch(gamma=0.5, second_order=True)
+    torch.testing.assert_close(loss(x, y), v, rtol=0, atol=0)  # (warned once, at construction)
+    with pytest.warns(DeprecationWarning, match="second_order"):
+        soft_dtw(x, y, 0.5, memory="checkpoint", second_order=True)
 
 
 @pytest.mark.parametrize("D", [1, 2, 3, 8, 9])

@@ -153,8 +153,6 @@ def test_bad_options():
     x, y = torch.rand(2, 3, 1), torch.rand(2, 4, 1)
     with pytest.raises(ValueError, match="memory"):
         soft_dtw(x, y, 1.0, memory="low")
-    with pytest.raises(ValueError, match="second_order"):
-        soft_dtw(x, y, 1.0, memory="checkpoint", second_order=True)
     with pytest.raises(ValueError, match="memory"):
         SoftDTWLossPyTorch(memory="tiny")
     with pytest.raises(ValueError, match="checkpoint"):

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import math
 import sys
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -15,7 +16,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .. import spec
 from . import _checkpoint, _ops, _pure
-from ._ops import BAND_KINDS, sdtw_backward, sdtw_forward, warn_first_order
+from ._ops import BAND_KINDS, sdtw_backward, sdtw_forward
 
 __all__ = [
     "SoftDTWLossPyTorch",
@@ -276,10 +277,12 @@ def _check_gamma(gamma) -> tuple[float, torch.Tensor | None]:
 
 
 class _Value(torch.autograd.Function):
-    """The custom op's value, first order: the backward is the kernels' (``softdtw::backward``),
-    with ``d value / d gamma`` next to ``d value / d cost`` (the same sweep) when ``gamma_t``
-    (the tensor gamma came from, or None) requires grad. An autograd.Function rather than the
-    op's registered autograd so that torch.func (grad, vjp, vmap) works through it."""
+    """The custom op's value: the backward is the kernels' (``softdtw::backward``), with
+    ``d value / d gamma`` next to ``d value / d cost`` (the same sweep) when ``gamma_t`` (the
+    tensor gamma came from, or None) requires grad; under ``create_graph=True`` it is
+    :func:`_differentiable_grad` (double backward). It keeps a reference to the cost for that
+    (no copy). An autograd.Function rather than the op's registered autograd so that torch.func
+    (grad, vjp, vmap) works through it."""
 
     @staticmethod
     def forward(cost, gamma_t, gamma, x_len, y_len, band_kind, band_param):  # (named: torch.compile traces it)
@@ -292,20 +295,22 @@ class _Value(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, gamma_t, gamma, _, _, _, _ = inputs
+        cost, gamma_t, gamma, _, _, _, _ = inputs
         ctx.gamma_like = None if gamma_t is None else (gamma_t.shape, gamma_t.dtype, gamma_t.device)
-        _ops.save_state(ctx, gamma, output)
+        _ops.save_state(ctx, gamma, output, cost)
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
         if grad_value is None:
             return None, None, None, None, None, None, None
-        warn_first_order()
-        r, aux, xl, yl, lo, hi = ctx.saved_tensors
+        cost, r, aux, xl, yl, lo, hi = ctx.saved_tensors
         need_cost, need_gamma = ctx.needs_input_grad[:2]
         args = (r, aux, xl, yl, lo, hi, grad_value, ctx.gamma, need_gamma)
-        # (the Function only where a torch.func transform needs one)
-        grad_cost, grad_gamma = _Grad.apply(*args) if _transformed() else _cost_grad(*args)
+        if _create_graph(cost):
+            grad_cost, grad_gamma = _differentiable_grad(None, None, cost, ctx.gamma, xl, yl, lo, hi, grad_value,
+                                                         need_gamma)
+        else:  # (the Function only where a torch.func transform needs one)
+            grad_cost, grad_gamma = _Grad.apply(*args) if _transformed() else _cost_grad(*args)
         if need_gamma:
             shape, dtype, device = ctx.gamma_like
             grad_gamma = grad_gamma.sum().to(dtype=dtype, device=device).reshape(shape)
@@ -331,39 +336,6 @@ class _Grad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         return (None,) * 9
-
-
-class _SecondOrder(torch.autograd.Function):
-    """The custom op's value, differentiable twice (``second_order=True``): it keeps the cost
-    next to ``R``, and a backward under ``create_graph=True`` recomputes ``R`` and the alignment
-    with the pure-torch path (the spec's steps, O(B N M)) so that autograd differentiates them
-    again: Hessian-vector products cost a few passes over the DP, as the first order does."""
-
-    @staticmethod
-    def forward(cost, gamma, x_len, y_len, band_kind, band_param):
-        return sdtw_forward(cost, gamma, x_len, y_len, band_kind, band_param)
-
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return _fold_vmap(_SecondOrder.apply, info, in_dims, args, (True, False, True, True, False, False),
-                          _STATE_OUT)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        cost, gamma = inputs[:2]
-        _ops.save_state(ctx, gamma, output, cost)
-
-    @staticmethod
-    def backward(ctx, grad_value, *_unused):
-        if grad_value is None:
-            return None, None, None, None, None, None
-        cost, r, aux, xl, yl, lo, hi = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph: a backward autograd can differentiate
-            _, r_pure, _ = _pure.forward(cost, ctx.gamma, xl, yl, lo, hi)
-            grad_cost, _ = _pure.backward(r_pure, None, ctx.gamma, xl, yl, lo, hi, grad_value, False)
-        else:
-            grad_cost, _ = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, False)
-        return grad_cost, None, None, None, None, None
 
 
 # the CPU kernel forms the squared Euclidean cost of x, y itself (and its gradient w.r.t. x, y)
@@ -431,8 +403,11 @@ class _FusedSqEuclidean(torch.autograd.Function):
     def backward(ctx, grad_value, *_unused):
         if grad_value is None:
             return None, None, None, None, None, None, None
-        warn_first_order()
         x, y, *state = ctx.saved_tensors
+        if _create_graph(x):
+            _, _, xl, yl, lo, hi = state[1:]
+            gx, gy = _differentiable_grad(x, y, None, ctx.gamma, xl, yl, lo, hi, grad_value)
+            return gx, gy, None, None, None, None, None
         args = (x, y, *state, grad_value, ctx.gamma, ctx.needs_input_grad[1])
         # (the Function only where a torch.func transform needs one: plain autograd calls its
         # forward directly, without a second Function's bookkeeping)
@@ -445,7 +420,8 @@ class _FusedSqEuclideanGrad(torch.autograd.Function):
     """The kernel's backward of :class:`_FusedSqEuclidean` as a Function of its own, so that it
     runs on plain tensors inside torch.func transforms too (a Function's forward does; its vmap
     rule folds a vmapped dimension into the pairs). Returns ``(grad_x, grad_y)``, constants for
-    autograd (first order: ``second_order=True`` differentiates twice)."""
+    autograd (first order: under ``create_graph=True`` the Function that calls it differentiates
+    :func:`_differentiable_grad` instead)."""
 
     @staticmethod
     def forward(*args):  # (x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y)
@@ -495,6 +471,47 @@ def _cost_grad(r, aux, xl, yl, lo, hi, grad_value, gamma, need_gamma):
 def _transformed() -> bool:
     """A torch.func transform is active (and torch.compile is not tracing)."""
     return not _plain() and not torch.compiler.is_compiling()
+
+
+def _create_graph(saved: torch.Tensor) -> bool:
+    """In a backward that saved ``saved``: plain autograd with ``create_graph=True`` (grad mode
+    on), which wants a gradient it can differentiate again. torch.func's transforms run every
+    backward with grad mode on (``vjp``'s function too, on wrapped tensors): there the kernels'
+    gradient is first order, with a warning where a backward cannot tell it is not wanted."""
+    if not torch.is_grad_enabled() or not _plain() or torch.compiler.is_compiling():
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(saved):
+        warnings.warn("soft-DTW's gradient is first order under torch.func (vjp runs the backward with grad "
+                      "mode on): it enters any further derivative as a constant; plain autograd with "
+                      "create_graph=True differentiates it", stacklevel=3)
+        return False
+    return True
+
+
+def _used_rows(t: torch.Tensor, lengths) -> torch.Tensor:
+    """``t`` (B, L, D) with the rows past each pair's length replaced by zeros (no gradient there)."""
+    keep = (torch.arange(t.shape[1], device=t.device) < lengths.to(t.device)[:, None])[..., None]
+    return torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
+
+
+def _differentiable_grad(x, y, cost, gamma, xl, yl, lo, hi, grad_value, need_gamma=False):
+    """The backward under ``create_graph=True``, as torch operations autograd differentiates
+    again (double backward, Hessian-vector products): the pure-torch path recomputes ``R`` and
+    the expected alignment ``E`` from the cost (the spec's steps, O(B N M) like the first order)
+    and the gradient is ``grad_value E`` (``(grad_cost, grad_gamma)``), or with ``x``, ``y``
+    (``cost`` None) the vector-Jacobian product of their squared Euclidean cost with it
+    (``(grad_x, grad_y)``, None for one that does not require grad)."""
+    c = cost
+    if cost is None:
+        xs, ys = _used_rows(x, xl), _used_rows(y, yl)  # (padding, NaN included, reaches no cost)
+        c = sqeuclidean_cost(xs, ys)
+    _, r, _ = _pure.forward(c, gamma, xl, yl, lo, hi)
+    grad_cost, grad_gamma = _pure.backward(r, None, gamma, xl, yl, lo, hi, grad_value.to(c.dtype), need_gamma)
+    if cost is not None:
+        return grad_cost, grad_gamma
+    wanted = [t for t in (x, y) if t.requires_grad]
+    got = iter(torch.autograd.grad(c, wanted, grad_cost, create_graph=True) if wanted else ())
+    return tuple(next(got) if t.requires_grad else None for t in (x, y))
 
 
 class _NonFinitePairs(torch.autograd.Function):
@@ -602,15 +619,16 @@ MEMORY_MODES = ("full", "checkpoint")
 
 
 def _mode(memory, second_order, gamma_t) -> str:
-    """``"full"``, ``"second_order"`` or ``"checkpoint"``, from the user's options."""
+    """``"full"`` or ``"checkpoint"``, from the user's options (``second_order`` is deprecated:
+    every route differentiates twice under ``create_graph=True``)."""
+    if second_order:
+        warnings.warn("second_order=True is no longer needed and will be removed: the gradient is "
+                      "differentiable whenever backward runs with create_graph=True", DeprecationWarning, stacklevel=3)
     if memory not in MEMORY_MODES:
         raise ValueError(f"memory must be one of {MEMORY_MODES}, got {memory!r}")
-    if second_order and memory == "checkpoint":
-        raise ValueError("second_order=True and memory='checkpoint' do not combine")
-    if (second_order or memory == "checkpoint") and gamma_t is not None:
-        raise ValueError("second_order=True and memory='checkpoint' take gamma as a number "
-                         "(or a tensor that does not require grad)")
-    return "second_order" if second_order else memory
+    if memory == "checkpoint" and gamma_t is not None:
+        raise ValueError("memory='checkpoint' takes gamma as a number (or a tensor that does not require grad)")
+    return memory
 
 
 def _checkpoint_value(x, y, cost, gamma, x_len, y_len, band):
@@ -629,10 +647,8 @@ def _checkpoint_value(x, y, cost, gamma, x_len, y_len, band):
 
 def _value(cost, gamma, x_len, y_len, band, gamma_t=None, mode="full"):
     """Soft-DTW of a compute-dtype batch cost (B, N, M) through the custom op (and d / d gamma
-    when ``gamma_t``, the tensor gamma came from, requires grad); twice differentiable in mode
-    ``"second_order"``, with the checkpointed backward in mode ``"checkpoint"``."""
-    if mode == "second_order":
-        return _SecondOrder.apply(cost, gamma, x_len, y_len, band[0], band[1])[0]
+    when ``gamma_t``, the tensor gamma came from, requires grad), with the checkpointed backward
+    in mode ``"checkpoint"``; twice differentiable in both."""
     if mode == "checkpoint":
         return _checkpoint_value(None, None, cost, gamma, x_len, y_len, band)
     return _Value.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
@@ -731,9 +747,10 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
         Per-pair lengths of padded batches: pair ``b`` uses ``x[b, :x_lengths[b]]`` and
         ``y[b, :y_lengths[b]]``; gradients at padded positions are 0.
     second_order : bool
-        Make the gradient differentiable (``create_graph=True``: double backward,
-        Hessian-vector products). Keeps the cost matrix for the backward (one more float per
-        cell) and differentiates a pure-torch recomputation there; off by default.
+        Deprecated, no effect (a DeprecationWarning): the gradient is differentiable whenever
+        the backward runs with ``create_graph=True`` (double backward, Hessian-vector
+        products), on every route; that backward differentiates a pure-torch recomputation of
+        the DP, and first-order training pays nothing for it.
     memory : {"full", "checkpoint"}
         ``"checkpoint"`` keeps only every ``sqrt(N)``-th DP row (CPU; every ``sqrt(N + M)``-th
         pair of diagonals elsewhere) and recomputes the rest in the backward: O(B sqrt(N) M)
@@ -897,7 +914,7 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
         Per-matrix lengths of padded batches: matrix ``b`` uses
         ``cost[b, :x_lengths[b], :y_lengths[b]]``; gradients at padded cells are 0.
     second_order : bool
-        Differentiable gradient (double backward), see :func:`soft_dtw`.
+        Deprecated, no effect: see :func:`soft_dtw` (double backward works by default).
     memory : {"full", "checkpoint"}
         The low-memory backward of :func:`soft_dtw` (``R`` only; the cost is the input).
 
@@ -1073,8 +1090,7 @@ class SoftDTWLossPyTorch(torch.nn.Module):
     sakoe_chiba_radius : int, optional (default 1 when the band is "sakoe_chiba")
     itakura_max_slope : float, optional (default 2 when the band is "itakura")
     second_order : bool
-        Differentiable gradients (double backward, Hessian-vector products); see
-        :func:`soft_dtw`. Default False.
+        Deprecated, no effect: double backward works by default (see :func:`soft_dtw`).
     memory : {"full", "checkpoint"}
         ``"checkpoint"``: the low-memory backward of :func:`soft_dtw`. Default "full".
 
@@ -1155,7 +1171,7 @@ class SoftDTWLossPyTorch(torch.nn.Module):
         return soft_dtw(x, y, self.gamma, normalize=self.normalize, dist_func=self.dist_func,
                         global_constraint=self.global_constraint, sakoe_chiba_radius=self.sakoe_chiba_radius,
                         itakura_max_slope=self.itakura_max_slope, x_lengths=x_lengths, y_lengths=y_lengths,
-                        second_order=self.second_order, memory=self.memory)
+                        memory=self.memory)  # (second_order: deprecated, warned about once, above)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, normalize={self.normalize}"

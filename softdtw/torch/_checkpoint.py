@@ -177,7 +177,8 @@ class SoftDTWCheckpoint(torch.autograd.Function):
 
     CPU tensors run the compiled core's checkpointed sweep (the numba row-band kernel under
     ``SOFTDTW_KERNEL=numba``); other devices (and CPU tensors under ``SOFTDTW_KERNEL=pure``)
-    the diagonal sweep above."""
+    the diagonal sweep above. A backward under ``create_graph=True`` is the differentiable
+    recomputation of the default route (its memory is O(B N M), not the checkpoints')."""
 
     @staticmethod
     def forward(ctx, x, y, cost, gamma, x_len, y_len, lo, hi, seg):
@@ -201,7 +202,12 @@ class SoftDTWCheckpoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_value):
         x, y, cost, x_len, y_len, lo, hi = ctx.saved_tensors
-        if ctx.cpu:
+        from ._api import _create_graph, _differentiable_grad
+
+        if _create_graph(x if cost is None else cost):  # create_graph=True: a gradient autograd differentiates again (full memory)
+            grads = _differentiable_grad(x, y, cost, ctx.gamma, x_len, y_len, lo, hi, grad_value)
+            grads = grads if cost is None else grads[:1]
+        elif ctx.cpu:
             K = _cpu_kernel()
             out = K.backward(_np(x), _np(y), _np(cost), ctx.gamma, _np(x_len), _np(y_len), _np(lo), _np(hi),
                              ctx.seg, ctx.checkpoints, _np(grad_value), threads=torch.get_num_threads())

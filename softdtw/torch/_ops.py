@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -210,19 +209,9 @@ def _setup_context(ctx, inputs, output):
     save_state(ctx, inputs[1], output)
 
 
-def warn_first_order():
-    """Under ``create_graph=True`` the kernels' gradient is returned as a constant (no graph)."""
-    # (torch.func's grad runs every backward with grad enabled: only plain autograd can tell)
-    if (torch.is_grad_enabled() and not torch.compiler.is_compiling()
-            and torch._C._functorch.peek_interpreter_stack() is None):
-        warnings.warn("soft-DTW's gradient is not differentiable unless second_order=True: under "
-                      "create_graph=True it enters the graph as a constant", stacklevel=3)
-
-
 def _backward(ctx, grad_value, *_unused):
     if grad_value is None:
         return None, None, None, None, None, None
-    warn_first_order()
     r, aux, xl, yl, lo, hi = ctx.saved_tensors
     grad_cost, _ = sdtw_backward(r, aux, ctx.gamma, xl, yl, lo, hi, grad_value, False)
     return grad_cost, None, None, None, None, None
