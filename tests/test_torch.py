@@ -640,30 +640,34 @@ def test_fused_forward_mode_tangent_is_not_dropped():
 
 
 def test_common_call_is_the_checked_call(monkeypatch):
-    # the training loop's call (batched float32 CPU series, few features, a number for gamma,
-    # default options) skips soft_dtw's checks (_common_call): the same numbers, to the bit,
-    # as the checked path; everything else, bad input included, goes through the checks
+    # the training loop's call (batched float32 series, a number for gamma, default options)
+    # is checked in a few comparisons (_common_problem) and solved on the same route: the same
+    # numbers, to the bit, as after the general checks; everything else, bad input included,
+    # goes through those checks
     from softdtw.torch import _api
 
     torch.manual_seed(4)
     x = torch.randn(6, 20, 3, requires_grad=True)
     y = torch.randn(6, 17, 3, requires_grad=True)
     g = torch.randn(6)
-    taken = _api._common_call(x, y, 0.7)
-    assert taken is not None
-    with torch.no_grad():
-        assert _api._common_call(x, y, 2) is not None
-    for a, b, gamma in [(x.double(), y.double(), 0.7), (torch.randn(2, 5, 9), torch.randn(2, 5, 9), 0.7),
-                        (x[0], y[0], 0.7), (x, y, torch.tensor(0.7)), (x, y, float("nan")), (x, y, -1.0),
-                        (x, y[:3], 0.7), (x, y[..., :2], 0.7), (torch.nn.Parameter(x.detach()), y, 0.7),
-                        (x.half(), y, 0.7), (x, y.to(torch.int32), 0.7), (x[:, :0], y, 0.7)]:
-        assert _api._common_call(a, b, gamma) is None
+    taken = _api._common_problem(x, y, 0.7)
+    assert taken is not None and _api._route(taken) == "series"
+    wide = _api._common_problem(torch.randn(2, 5, 9), torch.randn(2, 5, 9), 0.7)  # (past the fused kernel)
+    assert wide is not None and _api._route(wide) == "cost"
+    assert _api._common_problem(x, y, 2) is not None
+    for a, b, gamma in [(x.double(), y.double(), 0.7), (x[0], y[0], 0.7), (x, y, torch.tensor(0.7)),
+                        (x, y, float("nan")), (x, y, -1.0), (x, y[:3], 0.7), (x, y[..., :2], 0.7),
+                        (torch.nn.Parameter(x.detach()), y, 0.7), (x.half(), y, 0.7), (x, y.to(torch.int32), 0.7),
+                        (x[:, :0], y, 0.7)]:
+        assert _api._common_problem(a, b, gamma) is None
     v1 = soft_dtw(x, y, 0.7)
     gx1, gy1 = torch.autograd.grad(v1, (x, y), g)
-    monkeypatch.setattr(_api, "_common_call", lambda *a: None)
+    w1 = soft_dtw(x.repeat(1, 1, 3), y.repeat(1, 1, 3), 0.7)
+    monkeypatch.setattr(_api, "_common_problem", lambda *a: None)
     v2 = soft_dtw(x, y, 0.7)
     gx2, gy2 = torch.autograd.grad(v2, (x, y), g)
-    assert torch.equal(taken, v2) and torch.equal(v1, v2) and torch.equal(gx1, gx2) and torch.equal(gy1, gy2)
+    assert torch.equal(v1, v2) and torch.equal(gx1, gx2) and torch.equal(gy1, gy2)
+    assert torch.equal(w1, soft_dtw(x.repeat(1, 1, 3), y.repeat(1, 1, 3), 0.7))
     monkeypatch.undo()
     loss = SoftDTWLossPyTorch(0.7)
     assert torch.equal(loss(x, y), v2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import math
 import sys
@@ -707,6 +708,101 @@ def _check_gamma_dtype(gamma: float, compute: torch.dtype, n: int, m: int) -> No
     spec.check_gamma_for(gamma, str(compute).removeprefix("torch."), n, m)
 
 
+# --------------------------------------------------------------------------- the route table
+#
+# Every entry point (soft_dtw, SoftDTWLossPyTorch, soft_dtw_from_cost) checks its inputs, builds
+# one _Problem per batch of pairs (per term of the divergence) and hands it to _solve; _route is
+# the one place that picks how it runs, and the kernel under a route is picked by device in one
+# place too (_ops._kernel_module: the compiled core on CPU, Triton on CUDA, pure torch
+# elsewhere). Every route is differentiable twice under create_graph=True (_differentiable_grad).
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Problem:
+    """A checked batch of pairs: series ``x`` (B, N, D), ``y`` (B, M, D) as given (the routes
+    cast them to ``compute``), or a ``cost`` (B, N, M) in ``compute`` (x, y None); ``gamma``
+    and the tensor ``gamma_t`` it came from when that requires grad (else None); per-pair
+    lengths (or None); the band ``(kind, param)``; the memory mode; the user's ``dist_func``."""
+
+    x: torch.Tensor | None
+    y: torch.Tensor | None
+    cost: torch.Tensor | None
+    gamma: float
+    gamma_t: torch.Tensor | None
+    xl: torch.Tensor | None
+    yl: torch.Tensor | None
+    band: tuple[int, float]
+    mode: str
+    compute: torch.dtype
+    dist_func: Callable | None = None
+
+
+def _route(p: _Problem) -> str:
+    """How ``p`` runs:
+
+    ``"series"``
+        the CPU core forms the squared Euclidean cost of ``x``, ``y`` cell by cell and returns
+        their gradients (:class:`_FusedSqEuclidean`: no cost matrix): the default cost, at most
+        :data:`FUSED_MAX_FEATURES` features, memory ``"full"``, gamma a number, on CPU outside
+        torch.compile. The kernel reads no padding and gives NaN to a pair with a non-finite entry.
+    ``"checkpoint"``
+        ``memory="checkpoint"`` (:class:`softdtw.torch._checkpoint.SoftDTWCheckpoint`), on the
+        series (the default cost, never formed) or on a cost.
+    ``"cost"``
+        everything else: the cost matrix (the input, ``dist_func``'s or :func:`sqeuclidean_cost`)
+        through the ``softdtw::forward`` / ``softdtw::backward`` custom ops (:class:`_Value`).
+    """
+    if p.mode == "checkpoint":
+        return "checkpoint"
+    if p.cost is None and p.dist_func is None and p.gamma_t is None and _fused(p.x, p.compute):
+        return "series"
+    return "cost"
+
+
+def _series_route(p: _Problem) -> torch.Tensor:
+    args = (p.x.to(p.compute), p.y.to(p.compute), p.gamma, p.xl, p.yl, p.band[0], p.band[1])
+    if _may_differentiate(p.x, p.y) or not _plain():
+        return _FusedSqEuclidean.apply(*args)[0]
+    return _FusedSqEuclidean.values(*args)  # (nothing will differentiate: no R kept)
+
+
+def _guarded_route(p: _Problem) -> torch.Tensor:
+    """The ``"cost"`` and ``"checkpoint"`` routes: the inputs are read through :func:`_safe`
+    (padding never reaches a cost; a pair with a non-finite entry is computed on zeros) and the
+    values end in :class:`_NonFinitePairs` (the non-finite rule of docs/algorithm.md)."""
+    if p.cost is not None:
+        bad = _bad_cost(p.cost, p.xl, p.yl)
+        v = _value(_zero_pairs(p.cost, bad), p.gamma, p.xl, p.yl, p.band, p.gamma_t, p.mode)
+        return _NonFinitePairs.apply(v, bad, p.xl, p.yl, None, None, p.cost, p.gamma_t)
+    a, b, al, bl = p.x, p.y, p.xl, p.yl
+    bad = _bad_series(a, al) | _bad_series(b, bl)
+    sa, sb = _safe(a, al, bad), _safe(b, bl, bad)
+    if p.mode == "checkpoint" and p.dist_func is None:  # no cost matrix at all
+        v = _checkpoint_value(sa.to(p.compute), sb.to(p.compute), None, p.gamma, al, bl, p.band)
+    else:
+        cost = _pair_cost(sa, sb, p.dist_func, p.compute)
+        if p.dist_func is not None:  # a NaN or -inf the user's cost makes of finite series
+            bad_cost = _bad_cost(cost, al, bl)
+            cost = _zero_pairs(cost, bad_cost)
+            bad = bad | bad_cost
+        v = _value(cost, p.gamma, al, bl, p.band, p.gamma_t, p.mode)
+    if p.dist_func is None:  # finite series (the bad pairs are zeros here): inf is an overflow
+        _check_overflow(v, p.gamma, p.compute)
+    # (one tensor for two inputs, as in the divergence's self terms, is one input: dynamo traces
+    # no Function given a tensor twice)
+    if bl is not None and bl is al:
+        bl = bl.clone()
+    return _NonFinitePairs.apply(v, bad, al, bl, a, None if b is a else b, None, p.gamma_t)
+
+
+_ROUTES = {"series": _series_route, "checkpoint": _guarded_route, "cost": _guarded_route}
+
+
+def _solve(p: _Problem) -> torch.Tensor:
+    """Soft-DTW values ``(B,)`` of ``p``, in ``p.compute``, on its route."""
+    return _ROUTES[_route(p)](p)
+
+
 def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Callable | None = None,
              global_constraint=None, sakoe_chiba_radius=None, itakura_max_slope=None,
              x_lengths=None, y_lengths=None, second_order: bool = False, memory: str = "full") -> torch.Tensor:
@@ -774,9 +870,9 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     if (dist_func is None and not normalize and global_constraint is None and sakoe_chiba_radius is None
             and itakura_max_slope is None and x_lengths is None and y_lengths is None and not second_order
             and memory == "full"):
-        value = _common_call(x, y, gamma)
-        if value is not None:
-            return value
+        p = _common_problem(x, y, gamma)
+        if p is not None:  # (checked: the same route as below, without the general checks' cost)
+            return _solve(p)
     x, x_lengths = _unpack(x, x_lengths, "x")
     y, y_lengths = _unpack(y, y_lengths, "y")
     _check_tensor(x, "x")
@@ -797,30 +893,7 @@ def soft_dtw(x, y, gamma: float = 1.0, *, normalize: bool = False, dist_func: Ca
     mode = _mode(memory, second_order, gamma_t)
 
     def pair_value(a, b, al, bl):
-        if mode == "full" and dist_func is None and gamma_t is None and _fused(a, compute):
-            # (the kernel reads no padding and gives NaN to the pairs with a non-finite entry)
-            if _may_differentiate(a, b) or not _plain():
-                return _FusedSqEuclidean.apply(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])[0]
-            return _FusedSqEuclidean.values(a.to(compute), b.to(compute), gamma, al, bl, band[0], band[1])
-        # every other route reads the inputs through _safe and ends in _NonFinitePairs
-        bad = _bad_series(a, al) | _bad_series(b, bl)
-        sa, sb = _safe(a, al, bad), _safe(b, bl, bad)
-        if mode == "checkpoint" and dist_func is None:  # no cost matrix at all
-            v = _checkpoint_value(sa.to(compute), sb.to(compute), None, gamma, al, bl, band)
-        else:
-            cost = _pair_cost(sa, sb, dist_func, compute)
-            if dist_func is not None:  # a NaN or -inf the user's cost makes of finite series
-                bad_cost = _bad_cost(cost, al, bl)
-                cost = _zero_pairs(cost, bad_cost)
-                bad = bad | bad_cost
-            v = _value(cost, gamma, al, bl, band, gamma_t, mode)
-        if dist_func is None:  # finite series (the bad pairs are zeros here): inf is an overflow
-            _check_overflow(v, gamma, compute)
-        # (one tensor for two inputs, as in the divergence's self terms, is one input: dynamo
-        # traces no Function given a tensor twice)
-        if bl is not None and bl is al:
-            bl = bl.clone()
-        return _NonFinitePairs.apply(v, bad, al, bl, a, None if b is a else b, None, gamma_t)
+        return _solve(_Problem(a, b, None, gamma, gamma_t, al, bl, band, mode, compute, dist_func))
 
     value = pair_value(x, y, xl, yl)
     if normalize:
@@ -842,31 +915,26 @@ def _check_overflow(value: torch.Tensor, gamma: float, compute: torch.dtype) -> 
 
 
 # float32's smallest normal and 1/16 of its largest number over log(3): the gamma bounds of
-# spec.check_gamma_for, for the common call (which leaves any other gamma to the checked path)
+# spec.check_gamma_for, for the common call (which leaves any other gamma to the general checks)
 _F32_TINY = float(np.finfo(np.float32).tiny)
 _F32_ENTROPY_MAX = float(np.finfo(np.float32).max) / 16 / math.log(3.0)
 
 
-def _common_call(x, y, gamma):
-    """The training loop's call, straight to :class:`_FusedSqEuclidean`: batched float32 CPU
-    ``x`` and ``y`` of at most :data:`FUSED_MAX_FEATURES` features, a number for ``gamma``, the
-    default cost and options (the caller checked those). None for anything else, which takes
-    the checked path of :func:`soft_dtw` (where these inputs land in the same call). Its Python
-    runs cache-cold right after the kernel: the checks there cost ~100 us a call at
-    (32, 256, 256, 8), against a ~4.5 ms forward+backward."""
+def _common_problem(x, y, gamma) -> _Problem | None:
+    """The training loop's call (batched float32 ``x`` and ``y`` on one device, a number for
+    ``gamma``, the default cost and options: the caller checked those) checked in a few
+    comparisons: its problem, or None for anything else, which :func:`soft_dtw`'s general checks
+    take (where these inputs pass the same checks). Those cost ~100 us a call, Python run
+    cache-cold right after the kernel, against a ~4.5 ms forward+backward at (32, 256, 256, 8)."""
     if type(x) is not torch.Tensor or type(y) is not torch.Tensor or type(gamma) not in (float, int):
         return None
     if x.dtype != torch.float32 or y.dtype != torch.float32 or x.dim() != 3 or y.dim() != 3:
         return None
     batch, n, d = x.shape
     if (y.shape[0] != batch or y.shape[2] != d or batch < 1 or n < 1 or y.shape[1] < 1 or d < 1
-            or not _F32_TINY <= gamma or gamma * (n + y.shape[1]) > _F32_ENTROPY_MAX
-            or y.device.type != "cpu" or not _fused(x, torch.float32)):
+            or not _F32_TINY <= gamma or gamma * (n + y.shape[1]) > _F32_ENTROPY_MAX or y.device != x.device):
         return None
-    gamma = float(gamma)
-    if _may_differentiate(x, y) or not _plain():  # (the kernel's glue raises on overflow)
-        return _FusedSqEuclidean.apply(x, y, gamma, None, None, 0, 0.0)[0]
-    return _FusedSqEuclidean.values(x, y, gamma, None, None, 0, 0.0)
+    return _Problem(x, y, None, float(gamma), None, None, None, (0, 0.0), "full", torch.float32)
 
 
 def _prepare_cost(cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths):
@@ -939,10 +1007,7 @@ def soft_dtw_from_cost(cost, gamma: float = 1.0, *, global_constraint=None, sako
     cost, (gamma, gamma_t), batched, band, xl, yl, out = _prepare_cost(
         cost, gamma, global_constraint, sakoe_chiba_radius, itakura_max_slope, x_lengths, y_lengths)
     mode = _mode(memory, second_order, gamma_t)
-    bad = _bad_cost(cost, xl, yl)
-    safe = _zero_pairs(cost, bad)
-    value = _NonFinitePairs.apply(_value(safe, gamma, xl, yl, band, gamma_t, mode), bad, xl, yl, None, None, cost,
-                                  gamma_t).to(out)
+    value = _solve(_Problem(None, None, cost, gamma, gamma_t, xl, yl, band, mode, cost.dtype)).to(out)
     return value if batched else value[0]
 
 
