@@ -16,6 +16,7 @@ the CPUs the process may use), fork-safe, with denormals flushed inside the kern
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -37,7 +38,12 @@ def isa() -> str:
 def state_shapes(B: int, N: int, M: int, dtype, seg: int = 0) -> tuple[tuple[int, int], tuple[int]]:
     """The shapes of ``r`` and ``aux`` for ``(B, N, M)`` pairs of ``dtype`` (float32 or float64);
     ``seg > 0``: of the checkpoints every ``seg`` steps (:func:`checkpoint_forward`)."""
-    r, aux, _ = _core.state_sizes(int(B), int(N), int(M), np.dtype(dtype).itemsize, int(seg))
+    return _state_shapes(int(B), int(N), int(M), np.dtype(dtype).itemsize, int(seg))
+
+
+@functools.lru_cache(maxsize=256)
+def _state_shapes(B, N, M, itemsize, seg):
+    r, aux, _ = _core.state_sizes(B, N, M, itemsize, seg)
     m = max(int(M), 1)
     return (-(-r // m), m), (aux,)
 

@@ -88,6 +88,26 @@ def _fold_vmap(apply, info, in_dims, args, per_pair, out_per_pair=None):
 # against ~28 us for seven named ones (measured here).
 
 
+_C_APPLY = torch._C._FunctionBase.__dict__.get("apply")  # (the C++ apply that Function.apply ends in)
+
+
+def _apply(fn, *args):
+    """``fn.apply(*args)``, every argument positional. torch's ``Function.apply`` binds the
+    arguments to the forward's signature with ``inspect`` on every call (~15 us of a ~100 us
+    small loss step), which positional arguments and forwards without defaults do not need;
+    when no torch.func transform is active and torch.compile is not tracing it then calls the
+    C++ apply, which this calls directly."""
+    if _C_APPLY is None or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return fn.apply(*args)
+    return _C_APPLY.__get__(None, fn)(*_unwrap_dead(args))
+
+
+def _unwrap_dead(args):
+    from torch._functorch.utils import unwrap_dead_wrappers
+
+    return unwrap_dead_wrappers(args)
+
+
 def _plain() -> bool:
     """No torch.func transform (grad, vjp, vmap) is active here: tensors have storage that NumPy
     (and the CPU core) may read. Inside a transform only an autograd.Function's forward sees plain
@@ -223,7 +243,7 @@ def sqeuclidean_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     if y is x:  # torch.compile cannot trace an autograd.Function given one tensor twice
         y = x.clone()
-    return _SqEuclidean.apply(x, y)
+    return _apply(_SqEuclidean, x, y)
 
 
 # --------------------------------------------------------------------------- problem set-up
@@ -351,33 +371,35 @@ class _FusedSqEuclidean(torch.autograd.Function):
     and ``y`` (:func:`softdtw.kernels.cpu.forward_sqeuclidean`): no ``(B, N, M)`` cost, cost
     gradient or torch ops around the kernel; ``R`` is the one float per cell kept.
 
-    Returns ``(value, r, aux, x_len, y_len, lo, hi)`` (the backward's state, not
-    differentiable: callers take ``[0]``). The kernel reads no padding and gives NaN to a pair
-    with a non-finite entry; the backward applies the non-finite rule of docs/algorithm.md to
-    such pairs (NaN at their used positions where their upstream gradient is non-zero, 0 where
-    it is 0)."""
+    Returns ``(value, state)``: ``state`` is the backward's, ``(r, aux, xl, yl, lo, hi, bad)``
+    as NumPy arrays (``bad``: see :meth:`run`), a plain object autograd does not track (callers take ``[0]``): no tensor
+    wrappers, saved tensors or conversions back for it. The kernel reads no padding and gives NaN
+    to a pair with a non-finite entry; the backward applies the non-finite rule of
+    docs/algorithm.md to such pairs (NaN at their used positions where their upstream gradient
+    is non-zero, 0 where it is 0)."""
 
     @staticmethod
     def forward(*args):  # (x, y, gamma, x_len, y_len, band_kind, band_param): *args: see above _plain
-        x, y, gamma, x_len, y_len, band_kind, band_param = args
-        return tuple(torch.from_numpy(a) for a in _FusedSqEuclidean.run(x, y, gamma, x_len, y_len, band_kind,
-                                                                        band_param, True))
+        value, *state = _FusedSqEuclidean.run(*args, True)
+        return torch.from_numpy(value), tuple(state)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.gamma = inputs[2]
-        ctx.save_for_backward(inputs[0], inputs[1], *output)
-        ctx.mark_non_differentiable(*output[1:])
+        ctx.state = output[1]
+        ctx.save_for_backward(inputs[0], inputs[1])
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def vmap(info, in_dims, *args):
+        # (the state is the folded batch's, as the backward's vmap rule folds its inputs)
         return _fold_vmap(_FusedSqEuclidean.apply, info, in_dims, args, (True, True, False, True, True, False, False),
-                          _STATE_OUT)
+                          (True, False))
 
     @staticmethod
     def run(x, y, gamma, x_len, y_len, band_kind, band_param, keep):
-        """The kernel's forward: ``(value, r, aux, xl, yl, lo, hi)`` (NumPy); ``keep=False``
+        """The kernel's forward: ``(value, r, aux, xl, yl, lo, hi, bad)`` (NumPy; ``bad`` the
+        pairs whose value is NaN, or None when there are none); ``keep=False``
         (no gradient wanted): the values alone, no ``R`` stored (:meth:`values`)."""
         kernel = _ops._kernel_module("cpu")  # the core (numba when SOFTDTW_KERNEL=numba)
         batch, n, m = x.shape[0], x.shape[1], y.shape[1]
@@ -389,9 +411,12 @@ class _FusedSqEuclidean(torch.autograd.Function):
         yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
         out = kernel.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi, keep,
                                          threads=torch.get_num_threads())
-        if np.isinf(out[0]).any():  # (_check_overflow, on the kernel's NumPy values)
-            _check_overflow(torch.from_numpy(out[0]), gamma, x.dtype)
-        return out + (xl, yl, lo, hi)
+        bad = None  # the pairs with a non-finite entry (NaN values: finite inputs never give NaN)
+        if not np.isfinite(out[0]).all():
+            if np.isinf(out[0]).any():  # (_check_overflow, on the kernel's NumPy values)
+                _check_overflow(torch.from_numpy(out[0]), gamma, x.dtype)
+            bad = np.isnan(out[0])
+        return out + (xl, yl, lo, hi, bad)
 
     @staticmethod
     def values(x, y, gamma, x_len, y_len, band_kind, band_param):
@@ -404,12 +429,12 @@ class _FusedSqEuclidean(torch.autograd.Function):
     def backward(ctx, grad_value, *_unused):
         if grad_value is None:
             return None, None, None, None, None, None, None
-        x, y, *state = ctx.saved_tensors
+        x, y = ctx.saved_tensors
         if _create_graph(x):
-            _, _, xl, yl, lo, hi = state[1:]
+            xl, yl, lo, hi = (torch.from_numpy(a) for a in ctx.state[2:6])
             gx, gy = _differentiable_grad(x, y, None, ctx.gamma, xl, yl, lo, hi, grad_value)
             return gx, gy, None, None, None, None, None
-        args = (x, y, *state, grad_value, ctx.gamma, ctx.needs_input_grad[1])
+        args = (x, y, ctx.state, grad_value, ctx.gamma, ctx.needs_input_grad[1])
         # (the Function only where a torch.func transform needs one: plain autograd calls its
         # forward directly, without a second Function's bookkeeping)
         gx, gy = _FusedSqEuclideanGrad.apply(*args) if _transformed() else _fused_grad(*args)
@@ -425,8 +450,9 @@ class _FusedSqEuclideanGrad(torch.autograd.Function):
     :func:`_differentiable_grad` instead)."""
 
     @staticmethod
-    def forward(*args):  # (x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y)
-        return _fused_grad(*args)
+    def forward(*args):  # (x, y, state, grad_value, gamma, need_y)
+        gx, gy = _fused_grad(*args)
+        return gx, (torch.zeros_like(args[1]) if gy is None else gy)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -435,33 +461,34 @@ class _FusedSqEuclideanGrad(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, *args):
         return _fold_vmap(_FusedSqEuclideanGrad.apply, info, in_dims, args,
-                          (True, True, True, False, False) + (True,) * 5 + (False, False))
+                          (True, True, False, True, False, False))
 
     @staticmethod
     def backward(ctx, *grads):
-        return (None,) * 12
+        return (None,) * 6
 
 
-def _fused_grad(x, y, value, r, aux, xl, yl, lo, hi, grad_value, gamma, need_y):
-    """``(grad_x, grad_y)`` of :class:`_FusedSqEuclidean` from its saved state: the kernel's
-    backward and the non-finite rule of docs/algorithm.md."""
-    kernel = _ops._kernel_module("cpu")
-    x, y, value = x.detach(), y.detach(), value.detach()  # (the state r ... hi needs no grad)
-    grad_value = grad_value.detach()
-    gv = grad_value.to(x.dtype).contiguous().numpy()
-    bad = np.isnan(value.numpy())  # finite inputs never give NaN: the pairs with a non-finite entry
-    if bad.any():
+def _fused_grad(x, y, state, grad_value, gamma, need_y):
+    """``(grad_x, grad_y)`` of :class:`_FusedSqEuclidean` from its state (NumPy ``r, aux, xl,
+    yl, lo, hi, bad``): the kernel's backward and the non-finite rule of docs/algorithm.md
+    (``grad_y`` None when not ``need_y``)."""
+    r, aux, xl, yl, lo, hi, bad = state  # (under vmap, all of the folded batch, as x, y here)
+    xn, yn = x.detach().numpy(), y.detach().numpy()
+    gvn = grad_value.detach().numpy()
+    gv = gvn if gvn.dtype == xn.dtype and gvn.flags.c_contiguous else np.ascontiguousarray(gvn, xn.dtype)
+    any_bad = bad is not None and bool(bad.any())
+    if any_bad:
         gv = np.where(bad, gv.dtype.type(0), gv)
-    gx, gy = kernel.backward_sqeuclidean(r.numpy(), aux.numpy(), x.numpy(), y.numpy(),
-                                         gamma, xl.numpy(), yl.numpy(), lo.numpy(), hi.numpy(), gv,
-                                         need_y=need_y, threads=torch.get_num_threads())
-    gy = np.zeros_like(y.numpy()) if gy is None else gy
-    if bad.any():  # the non-finite rule of docs/algorithm.md
-        hit = bad & (grad_value.numpy() != 0)
-        for g, lengths in ((gx, xl.numpy()), (gy, yl.numpy())):
+    gx, gy = _ops._kernel_module("cpu").backward_sqeuclidean(r, aux, xn, yn, gamma, xl, yl, lo, hi, gv, need_y=need_y,
+                                                             threads=torch.get_num_threads())
+    if any_bad:  # the non-finite rule of docs/algorithm.md
+        hit = bad & (gvn != 0)
+        for g, lengths in ((gx, xl), (gy, yl)):
+            if g is None:
+                continue
             g[bad] = 0  # (a non-finite entry times a zero alignment)
             g[hit] = np.where(np.arange(g.shape[1])[:, None] < lengths[hit, None, None], np.nan, 0)
-    return torch.from_numpy(gx), torch.from_numpy(gy)
+    return torch.from_numpy(gx), (None if gy is None else torch.from_numpy(gy))
 
 
 def _cost_grad(r, aux, xl, yl, lo, hi, grad_value, gamma, need_gamma):
@@ -652,7 +679,7 @@ def _value(cost, gamma, x_len, y_len, band, gamma_t=None, mode="full"):
     in mode ``"checkpoint"``; twice differentiable in both."""
     if mode == "checkpoint":
         return _checkpoint_value(None, None, cost, gamma, x_len, y_len, band)
-    return _Value.apply(cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
+    return _apply(_Value, cost, gamma_t, gamma, x_len, y_len, band[0], band[1])[0]
 
 
 def _first(n: int, lengths, device) -> torch.Tensor | None:
@@ -760,9 +787,11 @@ def _route(p: _Problem) -> str:
 
 
 def _series_route(p: _Problem) -> torch.Tensor:
-    args = (p.x.to(p.compute), p.y.to(p.compute), p.gamma, p.xl, p.yl, p.band[0], p.band[1])
+    x = p.x if p.x.dtype == p.compute else p.x.to(p.compute)
+    y = p.y if p.y.dtype == p.compute else p.y.to(p.compute)
+    args = (x, y, p.gamma, p.xl, p.yl, p.band[0], p.band[1])
     if _may_differentiate(p.x, p.y) or not _plain():
-        return _FusedSqEuclidean.apply(*args)[0]
+        return _apply(_FusedSqEuclidean, *args)[0]
     return _FusedSqEuclidean.values(*args)  # (nothing will differentiate: no R kept)
 
 
@@ -773,7 +802,7 @@ def _guarded_route(p: _Problem) -> torch.Tensor:
     if p.cost is not None:
         bad = _bad_cost(p.cost, p.xl, p.yl)
         v = _value(_zero_pairs(p.cost, bad), p.gamma, p.xl, p.yl, p.band, p.gamma_t, p.mode)
-        return _NonFinitePairs.apply(v, bad, p.xl, p.yl, None, None, p.cost, p.gamma_t)
+        return _apply(_NonFinitePairs, v, bad, p.xl, p.yl, None, None, p.cost, p.gamma_t)
     a, b, al, bl = p.x, p.y, p.xl, p.yl
     bad = _bad_series(a, al) | _bad_series(b, bl)
     sa, sb = _safe(a, al, bad), _safe(b, bl, bad)
@@ -792,7 +821,7 @@ def _guarded_route(p: _Problem) -> torch.Tensor:
     # no Function given a tensor twice)
     if bl is not None and bl is al:
         bl = bl.clone()
-    return _NonFinitePairs.apply(v, bad, al, bl, a, None if b is a else b, None, p.gamma_t)
+    return _apply(_NonFinitePairs, v, bad, al, bl, a, None if b is a else b, None, p.gamma_t)
 
 
 _ROUTES = {"series": _series_route, "checkpoint": _guarded_route, "cost": _guarded_route}
