@@ -365,6 +365,14 @@ class _Grad(torch.autograd.Function):
 FUSED_MAX_FEATURES = 8
 
 
+@functools.lru_cache(maxsize=64)
+def _full_lengths(batch: int, n: int) -> np.ndarray:
+    """``(batch,)`` int32 of ``n``, read-only (cached: the same for every call of a shape)."""
+    a = np.full(batch, n, np.int32)
+    a.flags.writeable = False
+    return a
+
+
 class _FusedSqEuclidean(torch.autograd.Function):
     """Soft-DTW of the squared Euclidean cost of CPU ``x``, ``y`` (float32; float64 on the core)
     through the CPU kernel that forms the cost cell by cell and returns the gradients of ``x``
@@ -407,8 +415,8 @@ class _FusedSqEuclidean(torch.autograd.Function):
             lo, hi = _ops._full_bounds_numba(batch, n, m, band_kind, band_param)
         else:
             lo, hi = _ops._bounds(batch, n, m, x_len, y_len, band_kind, band_param)
-        xl = np.full(batch, n, np.int32) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
-        yl = np.full(batch, m, np.int32) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
+        xl = _full_lengths(batch, n) if x_len is None else _ops._lengths(x_len, batch, n, x.device).numpy()
+        yl = _full_lengths(batch, m) if y_len is None else _ops._lengths(y_len, batch, m, x.device).numpy()
         out = kernel.forward_sqeuclidean(x.detach().numpy(), y.detach().numpy(), gamma, xl, yl, lo, hi, keep,
                                          threads=torch.get_num_threads())
         bad = None  # the pairs with a non-finite entry (NaN values: finite inputs never give NaN)
@@ -431,7 +439,7 @@ class _FusedSqEuclidean(torch.autograd.Function):
             return None, None, None, None, None, None, None
         x, y = ctx.saved_tensors
         if _create_graph(x):
-            xl, yl, lo, hi = (torch.from_numpy(a) for a in ctx.state[2:6])
+            xl, yl, lo, hi = (torch.tensor(a) for a in ctx.state[2:6])  # (copies: some are cached, read-only)
             gx, gy = _differentiable_grad(x, y, None, ctx.gamma, xl, yl, lo, hi, grad_value)
             return gx, gy, None, None, None, None, None
         args = (x, y, ctx.state, grad_value, ctx.gamma, ctx.needs_input_grad[1])
