@@ -14,6 +14,7 @@
 #include <string>
 
 #include "softdtw.hpp"
+#include "threads.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -218,4 +219,6 @@ NB_MODULE(_core, m) {
     m.def("nonfinite_pairs", &nonfinite_pairs<float>, "a"_a.noconvert(), "lengths"_a.noconvert(), "bad"_a.noconvert());
     m.def("nonfinite_pairs", &nonfinite_pairs<double>, "a"_a.noconvert(), "lengths"_a.noconvert(), "bad"_a.noconvert());
     m.def("isa", &softdtw::isa, "The instruction set the kernels run on.");
+    m.def("host_openmp", &softdtw::uses_host_openmp,
+          "Whether the kernels' threads are the host's GNU OpenMP pool (torch's) rather than the core's own.");
 }

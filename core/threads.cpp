@@ -3,14 +3,18 @@
 #include "threads.hpp"
 
 #if !defined(_WIN32)
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 #endif
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <new>
@@ -127,11 +131,51 @@ struct Pool {
 std::atomic<Pool*> g_pool{nullptr};
 std::mutex* g_pool_mutex = new std::mutex;
 
+// Set in a forked child (from the handler below, registered when the library loads): GNU
+// OpenMP's pool does not survive a fork (a parallel region in a child whose parent ran one
+// waits forever), so a child never uses the host's OpenMP, only its own pool.
+std::atomic<bool> g_forked{false};
+
 [[maybe_unused]] void forget_pool_in_child() {
     // The parent's workers do not exist in the child; its pool (and any lock held at the fork)
     // is left behind, never touched again.
     g_pool.store(nullptr);
     g_pool_mutex = new std::mutex;
+    g_forked.store(true);
+}
+
+#if !defined(_WIN32)
+[[maybe_unused]] const int g_atfork = pthread_atfork(nullptr, nullptr, forget_pool_in_child);
+#endif
+
+// The host's GNU OpenMP, when the process has loaded it (torch's CPU builds do): its
+// GOMP_parallel, else null. A loss right after a model's torch ops then runs on torch's own
+// OpenMP workers, which spin for milliseconds after each op (libgomp's default), instead of
+// threads of its own that would share the cores with those spinners: on 2 vCPUs, the loss at
+// (512, 32, 32, 2) after a torch matmul took ~1.0 ms on the core's pool, ~0.5 ms here (alone:
+// 0.5 ms either way). The library is looked up, never loaded or linked; SOFTDTW_OPENMP=0 turns
+// this off. Not in a forked child (above), nor on other platforms.
+using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+
+GompParallel host_openmp() {
+#if defined(__linux__)
+    static std::atomic<GompParallel> found{nullptr};
+    static const bool allowed = [] {
+        const char* v = std::getenv("SOFTDTW_OPENMP");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    if (!allowed || g_forked.load(std::memory_order_relaxed)) return nullptr;
+    GompParallel f = found.load(std::memory_order_acquire);
+    if (f) return f;
+    // (RTLD_NOLOAD: a handle only if a library of that name is loaded already; it stays loaded)
+    if (void* h = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD)) {
+        f = reinterpret_cast<GompParallel>(dlsym(h, "GOMP_parallel"));
+        if (f) found.store(f, std::memory_order_release);
+    }
+    return f;
+#else
+    return nullptr;
+#endif
 }
 
 Pool* pool() {
@@ -140,10 +184,6 @@ Pool* pool() {
     std::lock_guard<std::mutex> lk(*g_pool_mutex);
     p = g_pool.load();
     if (!p) {
-        static std::once_flag registered;
-#if !defined(_WIN32)
-        std::call_once(registered, [] { pthread_atfork(nullptr, nullptr, forget_pool_in_child); });
-#endif
         p = new Pool;  // never deleted: its detached workers wait on it until the process ends
         g_pool.store(p);
     }
@@ -157,30 +197,101 @@ void serial(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
 
 }  // namespace
 
+// Fewer threads while the machine is busy: after a call in which a worker finished its last block
+// well after the caller ran out of blocks (a worker sharing its core with another process's
+// thread, or with the caller's framework: torch's OpenMP workers spin for milliseconds after each
+// parallel op, so a loss right after a model's ops has a core less), the next kCapCalls calls run
+// on the threads that kept up, then one call tries them all again. Measured on 2 vCPUs: the loss
+// at (512, 32, 32, 2) right after a torch matmul 1.4 ms on 2 threads, 0.94 ms on 1; 0.53 ms on 2
+// alone. Only speed depends on it: every block's numbers are the same on any thread.
+constexpr int kCapCalls = 16;
+std::atomic<int> g_cap{0};        // threads for the next calls (0: as many as asked)
+std::atomic<int> g_cap_calls{0};  // calls left under g_cap
+
+int capped(int use) {
+    int cap = g_cap.load(std::memory_order_relaxed);
+    if (cap <= 0) return use;
+    if (g_cap_calls.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+        g_cap.store(0, std::memory_order_relaxed);  // (expired: this call tries every thread)
+        return use;
+    }
+    return std::min(use, cap);
+}
+
+// One call's blocks on the host's OpenMP threads (host_openmp), taken from a shared counter (a
+// region may get fewer threads than asked: every thread takes blocks until none is left).
+struct OmpCall {
+    std::int64_t n;
+    const std::function<void(std::int64_t)>* fn;
+    std::atomic<std::int64_t> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+};
+
+void omp_body(void* data) {
+    auto* c = static_cast<OmpCall*>(data);
+    FlushDenormals ftz;
+    try {
+        for (std::int64_t i; (i = c->next.fetch_add(1)) < c->n;) (*c->fn)(i);
+    } catch (...) {  // (nothing may leave an OpenMP region)
+        std::lock_guard<std::mutex> lk(c->error_mutex);
+        if (!c->error) c->error = std::current_exception();
+        c->next.store(c->n);
+    }
+}
+
 void parallel_for(int threads, std::int64_t n, const std::function<void(std::int64_t)>& fn) {
     if (n <= 0) return;
     int use = int(std::min<std::int64_t>(std::clamp(threads, 1, 1 << 15), n));  // (pack: < 2^16)
+    if (use <= 1) return serial(n, fn);
+    if (GompParallel omp = host_openmp()) {
+        OmpCall c;
+        c.n = n;
+        c.fn = &fn;
+        omp(&omp_body, &c, unsigned(use), 0);
+        if (c.error) std::rethrow_exception(c.error);
+        return;
+    }
+    use = capped(use);
     if (use <= 1) return serial(n, fn);
     Pool* p = pool();
     std::unique_lock<std::mutex> busy(p->busy, std::try_to_lock);
     if (!busy.owns_lock()) return serial(n, fn);  // another thread's call has the workers
 
-    // participant p (the caller is 0) runs block p first, then takes blocks from a shared counter:
-    // the caller does not take every block of a short call before a worker has woken up
+    // participant p (ids in the order they start) runs block p first, then takes blocks from a
+    // shared counter: the caller does not take every block of a short call before a worker has
+    // woken up. Each participant's busy time, blocks and end time feed the cap above.
+    using clock = std::chrono::steady_clock;
+    struct Share {
+        clock::duration busy{};
+        std::int64_t blocks = 0;
+        clock::time_point end;
+        bool caller = false;
+    };
+    std::vector<Share> shares(use);
+    const auto caller = std::this_thread::get_id();
     std::atomic<std::int64_t> next{use};
     std::atomic<int> ids{0};
     std::exception_ptr error;
     std::mutex error_mutex;
     const std::function<void()> job = [&] {
         FlushDenormals ftz;
+        const int id = ids.fetch_add(1);  // (use <= n: every participant has a first block)
+        Share& me = shares[id];
+        me.caller = std::this_thread::get_id() == caller;
         try {
-            fn(ids.fetch_add(1));  // (use <= n: every participant has a first block)
-            for (std::int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
+            for (std::int64_t i = id; i < n; i = next.fetch_add(1)) {
+                auto t0 = clock::now();
+                fn(i);
+                me.busy += clock::now() - t0;
+                ++me.blocks;
+            }
         } catch (...) {
             std::lock_guard<std::mutex> lk(error_mutex);
             if (!error) error = std::current_exception();
             next.store(n);
         }
+        me.end = clock::now();
     };
     p->grow(use - 1);
     p->job = &job;
@@ -199,6 +310,22 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
     }
     p->job = nullptr;
     if (error) std::rethrow_exception(error);
+    // late: a worker that ended more than 1.5 of the caller's mean block times (and 20 us) after it
+    const Share* c = nullptr;
+    for (const Share& s : shares)
+        if (s.caller) c = &s;
+    if (c && c->blocks > 0) {
+        const auto slack = c->busy * 3 / (2 * c->blocks) + std::chrono::microseconds(20);
+        int late = 0;
+        for (const Share& s : shares)
+            if (&s != c && s.end - c->end > slack) ++late;
+        if (late) {
+            g_cap_calls.store(kCapCalls, std::memory_order_relaxed);
+            g_cap.store(std::max(1, use - late), std::memory_order_relaxed);
+        }
+    }
 }
+
+bool uses_host_openmp() { return host_openmp() != nullptr; }
 
 }  // namespace softdtw

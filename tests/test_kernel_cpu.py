@@ -683,6 +683,57 @@ def test_forked_child_runs_the_kernel_after_its_parent_did():
                                                                                        out.stderr[-3000:])
 
 
+def test_host_openmp_threads_then_a_forked_child():
+    """With torch loaded (its GNU OpenMP), the core runs on that pool: the same numbers as on its
+    own pool (SOFTDTW_OPENMP=0), from several Python threads at once too; a child forked after
+    the parent's OpenMP use runs the core on 2 threads of its own pool and does not hang."""
+    code = textwrap.dedent("""
+        import os, sys, threading, numpy as np
+        import torch
+        from softdtw import spec
+        from softdtw.kernels import cpu as K
+        torch.set_num_threads(2)
+        torch.randn(2_000_000).exp_()  # a parallel torch op: its OpenMP pool exists
+        rng = np.random.default_rng(0)
+        B, N, M = 150, 9, 300
+        x = rng.standard_normal((B, N, 2)).astype(np.float32); y = rng.standard_normal((B, M, 2)).astype(np.float32)
+        xl, yl = np.full(B, N, np.int32), np.full(B, M, np.int32)
+        lo, hi = spec.band_bounds(N, M, xl, yl)
+        def once():
+            v, r, aux = K.forward_sqeuclidean(x, y, 1.0, xl, yl, lo, hi, threads=2)
+            gx, gy = K.backward_sqeuclidean(r, aux, x, y, 1.0, xl, yl, lo, hi, np.ones(B, np.float32), threads=2)
+            return v, gx, gy
+        want = once()
+        print("openmp", K.host_openmp())
+        got = []
+        ts = [threading.Thread(target=lambda: got.append(once())) for _ in range(4)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        print("threads", len(got) == 4 and all(np.array_equal(a, b) for g in got for a, b in zip(g, want)))
+        pid = os.fork()
+        if pid == 0:
+            ok = not K.host_openmp() and all(np.array_equal(a, b) for a, b in zip(once(), want))
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        np.save(sys.argv[1], np.concatenate([a.ravel() for a in want]))
+    """)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = []
+        for env in ({}, {"SOFTDTW_OPENMP": "0"}):
+            path = os.path.join(tmp, f"{len(outs)}.npy")
+            out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120,
+                                 cwd=ROOT, env={**os.environ, **env})
+            assert out.returncode == 0, out.stderr[-3000:]
+            outs.append((out.stdout.split(), np.load(path)))
+    (on, v_on), (off, v_off) = outs
+    on_linux = sys.platform.startswith("linux")
+    assert on == ["openmp", str(on_linux), "threads", "True", "child", "0"], on
+    assert off == ["openmp", "False", "threads", "True", "child", "0"], off
+    assert np.array_equal(v_on, v_off)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_concurrent_python_threads_get_serial_results(dtype):
     """Several Python threads in the core at once (threads=2 each: one gets the pool, the others

@@ -10,8 +10,9 @@ is ``M`` for the backward, as with the other kernels' ``(B, N, M)``.
 
 The core also takes series instead of a cost (:func:`forward_sqeuclidean`,
 :func:`backward_sqeuclidean`): it forms the squared Euclidean cost cell by cell, so neither the
-cost matrix nor its gradient is formed. Threads: the core's own (``threads=`` at most; default:
-the CPUs the process may use), fork-safe, with denormals flushed inside the kernel only.
+cost matrix nor its gradient is formed. Threads (``threads=`` at most; default: the CPUs the
+process may use): the process's GNU OpenMP pool where torch has loaded one (:func:`host_openmp`),
+else the core's own, fork-safe; denormals flushed inside the kernel only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from .. import _core
 
 __all__ = ["aux_shape", "backward", "backward_sqeuclidean", "checkpoint_backward", "checkpoint_forward", "forward",
-           "forward_sqeuclidean", "isa", "nonfinite_pairs", "segment_steps", "state_shapes", "values"]
+           "forward_sqeuclidean", "host_openmp", "isa", "nonfinite_pairs", "segment_steps", "state_shapes", "values"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -33,6 +34,13 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def isa() -> str:
     """The instruction set the core runs on (``avx512``, ``avx2``, ``sse2``, ``neon``, ``scalar``)."""
     return _core.isa()
+
+
+def host_openmp() -> bool:
+    """Whether the core's threads are the process's GNU OpenMP pool, loaded by torch (a loss
+    after a model's ops then runs on torch's own, already spinning, workers), rather than its
+    own pool. Never in a forked child; ``SOFTDTW_OPENMP=0`` turns it off. Linux only."""
+    return _core.host_openmp()
 
 
 def state_shapes(B: int, N: int, M: int, dtype, seg: int = 0) -> tuple[tuple[int, int], tuple[int]]:
