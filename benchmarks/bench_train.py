@@ -5,9 +5,12 @@
 The model maps the first half of a series (32 steps, 2 features) to its second half through a
 3-layer MLP of the given width, on a batch of 512 (B, N, M, D = 512, 32, 32, 2). A step is
 ``zero_grad``, forward, loss, ``backward`` and an Adam step. Each loss's steps are timed in
-rounds interleaved with the others (the same process, the same model sizes), best round kept.
+rounds interleaved with the others (the same process, the same model sizes).
 
-Printed per width: ms per step, and each loss's share of a step (its step time minus MSE's);
+Printed per width: ms per step (the median round), and each loss's share of a step: per round,
+its step time minus MSE's in the same round, the median over rounds (a width-1024 step takes
+~20 ms and moves by a millisecond between rounds; the best rounds of two losses, subtracted,
+read shares of 0.6 to 1.7 ms for the same loss in five runs);
 then the two targets of the core's issue: the share at the widest model over the share at the
 narrowest (a loss that fights the model's threads grows with the model), and each peer's share
 over ours. ``softdtw-numba`` is the numba kernel (``SOFTDTW_KERNEL=numba``), the baseline the
@@ -20,6 +23,7 @@ import argparse
 import datetime
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -83,7 +87,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--widths", nargs="*", type=int, default=[64, 1024])
     p.add_argument("--impls", default="mse,softdtw,softdtw-numba,pysdtw,tslearn")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--steps", type=int, default=20)
     a = p.parse_args()
     impls = a.impls.split(",")
@@ -91,7 +95,7 @@ def main():
     x, y = data()
     print(f"# training-step benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, float32, B,N,M,D = {B},{HALF},{HALF},{D}, "
-          f"best of {a.rounds} interleaved rounds of {a.steps} steps")
+          f"medians of {a.rounds} interleaved rounds of {a.steps} steps")
     share = {}
     for width in a.widths:
         setups = {}
@@ -99,17 +103,17 @@ def main():
             model = make_model(width)
             setups[name] = (model, torch.optim.Adam(model.parameters(), 1e-3), make_loss(name))
             steps(*setups[name], x, y, 3)  # warm-up (first calls, allocations)
-        best = {name: float("inf") for name in impls}
+        rounds = {name: [] for name in impls}
         for _ in range(a.rounds):
             for name in impls:
-                best[name] = min(best[name], steps(*setups[name], x, y, a.steps))
+                rounds[name].append(steps(*setups[name], x, y, a.steps))
         os.environ.pop("SOFTDTW_KERNEL", None)
         print()
         print(f"width {width}: | loss | ms per step | share of the step (minus MSE's), ms |")
         print("| --- | --- | --- |")
         for name in impls:
-            share[(width, name)] = best[name] - best["mse"]
-            print(f"| {name} | {best[name] * 1e3:.2f} | {share[(width, name)] * 1e3:.2f} |")
+            share[(width, name)] = statistics.median(t - m for t, m in zip(rounds[name], rounds["mse"]))
+            print(f"| {name} | {statistics.median(rounds[name]) * 1e3:.2f} | {share[(width, name)] * 1e3:.2f} |")
     lo, hi = min(a.widths), max(a.widths)
     print()
     print(f"softdtw share at width {hi} / at width {lo}: {share[(hi, 'softdtw')] / share[(lo, 'softdtw')]:.2f} "
