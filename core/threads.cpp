@@ -197,27 +197,6 @@ void serial(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
 
 }  // namespace
 
-// Fewer threads while the machine is busy: after a call in which a worker finished its last block
-// well after the caller ran out of blocks (a worker sharing its core with another process's
-// thread, or with the caller's framework: torch's OpenMP workers spin for milliseconds after each
-// parallel op, so a loss right after a model's ops has a core less), the next kCapCalls calls run
-// on the threads that kept up, then one call tries them all again. Measured on 2 vCPUs: the loss
-// at (512, 32, 32, 2) right after a torch matmul 1.4 ms on 2 threads, 0.94 ms on 1; 0.53 ms on 2
-// alone. Only speed depends on it: every block's numbers are the same on any thread.
-constexpr int kCapCalls = 16;
-std::atomic<int> g_cap{0};        // threads for the next calls (0: as many as asked)
-std::atomic<int> g_cap_calls{0};  // calls left under g_cap
-
-int capped(int use) {
-    int cap = g_cap.load(std::memory_order_relaxed);
-    if (cap <= 0) return use;
-    if (g_cap_calls.fetch_sub(1, std::memory_order_relaxed) <= 0) {
-        g_cap.store(0, std::memory_order_relaxed);  // (expired: this call tries every thread)
-        return use;
-    }
-    return std::min(use, cap);
-}
-
 // One call's blocks on the host's OpenMP threads (host_openmp), taken from a shared counter (a
 // region may get fewer threads than asked: every thread takes blocks until none is left).
 struct OmpCall {
@@ -252,46 +231,26 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
         if (c.error) std::rethrow_exception(c.error);
         return;
     }
-    use = capped(use);
-    if (use <= 1) return serial(n, fn);
     Pool* p = pool();
     std::unique_lock<std::mutex> busy(p->busy, std::try_to_lock);
     if (!busy.owns_lock()) return serial(n, fn);  // another thread's call has the workers
 
-    // participant p (ids in the order they start) runs block p first, then takes blocks from a
-    // shared counter: the caller does not take every block of a short call before a worker has
-    // woken up. Each participant's busy time, blocks and end time feed the cap above.
-    using clock = std::chrono::steady_clock;
-    struct Share {
-        clock::duration busy{};
-        std::int64_t blocks = 0;
-        clock::time_point end;
-        bool caller = false;
-    };
-    std::vector<Share> shares(use);
-    const auto caller = std::this_thread::get_id();
+    // participant p (the caller is 0) runs block p first, then takes blocks from a shared counter:
+    // the caller does not take every block of a short call before a worker has woken up
     std::atomic<std::int64_t> next{use};
     std::atomic<int> ids{0};
     std::exception_ptr error;
     std::mutex error_mutex;
     const std::function<void()> job = [&] {
         FlushDenormals ftz;
-        const int id = ids.fetch_add(1);  // (use <= n: every participant has a first block)
-        Share& me = shares[id];
-        me.caller = std::this_thread::get_id() == caller;
         try {
-            for (std::int64_t i = id; i < n; i = next.fetch_add(1)) {
-                auto t0 = clock::now();
-                fn(i);
-                me.busy += clock::now() - t0;
-                ++me.blocks;
-            }
+            fn(ids.fetch_add(1));  // (use <= n: every participant has a first block)
+            for (std::int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
         } catch (...) {
             std::lock_guard<std::mutex> lk(error_mutex);
             if (!error) error = std::current_exception();
             next.store(n);
         }
-        me.end = clock::now();
     };
     p->grow(use - 1);
     p->job = &job;
@@ -310,20 +269,6 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
     }
     p->job = nullptr;
     if (error) std::rethrow_exception(error);
-    // late: a worker that ended more than 1.5 of the caller's mean block times (and 20 us) after it
-    const Share* c = nullptr;
-    for (const Share& s : shares)
-        if (s.caller) c = &s;
-    if (c && c->blocks > 0) {
-        const auto slack = c->busy * 3 / (2 * c->blocks) + std::chrono::microseconds(20);
-        int late = 0;
-        for (const Share& s : shares)
-            if (&s != c && s.end - c->end > slack) ++late;
-        if (late) {
-            g_cap_calls.store(kCapCalls, std::memory_order_relaxed);
-            g_cap.store(std::max(1, use - late), std::memory_order_relaxed);
-        }
-    }
 }
 
 bool uses_host_openmp() { return host_openmp() != nullptr; }
