@@ -37,8 +37,9 @@ struct Plan {
     std::int64_t aux_size() const { return blocks * aux_block(); }
 };
 
-// The layout of (B, N, M) pairs for `lanes` lanes: a function of the shapes alone (not of the
-// thread count), so that the state's size is known before the call.
+// The layout of (B, N, M) pairs for `lanes` lanes: a function of the shapes and of the CPUs the
+// process may use (read once), not of a call's thread count, so that the state's size is known
+// before the call and the forward and backward agree.
 Plan make_plan(std::int64_t B, std::int64_t N, std::int64_t M, std::int64_t lanes);
 
 // One call's inputs. D == 0: the cost source `cost` (B, N, M); D >= 1: the squared Euclidean
