@@ -6,7 +6,6 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 #endif
 
 #include <algorithm>
@@ -197,26 +196,33 @@ void serial(std::int64_t n, const std::function<void(std::int64_t)>& fn) {
 
 }  // namespace
 
-// One call's blocks on the host's OpenMP threads (host_openmp), taken from a shared counter (a
-// region may get fewer threads than asked: every thread takes blocks until none is left).
-struct OmpCall {
+// One call's blocks, taken by each participating thread from a shared counter until none is
+// left (after a first block of its own where `first` says so); the first exception stops the
+// others after their current block and is kept for the caller. Both pools run their threads on it.
+struct Blocks {
     std::int64_t n;
     const std::function<void(std::int64_t)>* fn;
-    std::atomic<std::int64_t> next{0};
+    std::atomic<std::int64_t> next;
     std::exception_ptr error;
     std::mutex error_mutex;
+
+    void run(std::int64_t first) {
+        FlushDenormals ftz;
+        try {
+            for (std::int64_t i = first; i < n; i = next.fetch_add(1)) (*fn)(i);
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(error_mutex);
+            if (!error) error = std::current_exception();
+            next.store(n);
+        }
+    }
 };
 
+// On the host's OpenMP threads (host_openmp) every thread takes blocks from the counter: a
+// region may get fewer threads than asked. (Nothing may leave an OpenMP region: Blocks catches.)
 void omp_body(void* data) {
-    auto* c = static_cast<OmpCall*>(data);
-    FlushDenormals ftz;
-    try {
-        for (std::int64_t i; (i = c->next.fetch_add(1)) < c->n;) (*c->fn)(i);
-    } catch (...) {  // (nothing may leave an OpenMP region)
-        std::lock_guard<std::mutex> lk(c->error_mutex);
-        if (!c->error) c->error = std::current_exception();
-        c->next.store(c->n);
-    }
+    auto* b = static_cast<Blocks*>(data);
+    b->run(b->next.fetch_add(1));
 }
 
 void parallel_for(int threads, std::int64_t n, const std::function<void(std::int64_t)>& fn) {
@@ -224,34 +230,20 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
     int use = int(std::min<std::int64_t>(std::clamp(threads, 1, 1 << 15), n));  // (pack: < 2^16)
     if (use <= 1) return serial(n, fn);
     if (GompParallel omp = host_openmp()) {
-        OmpCall c;
-        c.n = n;
-        c.fn = &fn;
-        omp(&omp_body, &c, unsigned(use), 0);
-        if (c.error) std::rethrow_exception(c.error);
+        Blocks b{n, &fn, {0}, {}, {}};
+        omp(&omp_body, &b, unsigned(use), 0);
+        if (b.error) std::rethrow_exception(b.error);
         return;
     }
     Pool* p = pool();
     std::unique_lock<std::mutex> busy(p->busy, std::try_to_lock);
     if (!busy.owns_lock()) return serial(n, fn);  // another thread's call has the workers
 
-    // participant p (the caller is 0) runs block p first, then takes blocks from a shared counter:
+    // participant p (the caller is 0) runs block p first, then takes blocks from the counter:
     // the caller does not take every block of a short call before a worker has woken up
-    std::atomic<std::int64_t> next{use};
+    Blocks b{n, &fn, {use}, {}, {}};
     std::atomic<int> ids{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    const std::function<void()> job = [&] {
-        FlushDenormals ftz;
-        try {
-            fn(ids.fetch_add(1));  // (use <= n: every participant has a first block)
-            for (std::int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
-        } catch (...) {
-            std::lock_guard<std::mutex> lk(error_mutex);
-            if (!error) error = std::current_exception();
-            next.store(n);
-        }
-    };
+    const std::function<void()> job = [&] { b.run(ids.fetch_add(1)); };  // (use <= n: a first block each)
     p->grow(use - 1);
     p->job = &job;
     p->finished.store(0, std::memory_order_relaxed);
@@ -268,7 +260,7 @@ void parallel_for(int threads, std::int64_t n, const std::function<void(std::int
         p->done.wait(lk, all_done);
     }
     p->job = nullptr;
-    if (error) std::rethrow_exception(error);
+    if (b.error) std::rethrow_exception(b.error);
 }
 
 bool uses_host_openmp() { return host_openmp() != nullptr; }

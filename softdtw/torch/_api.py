@@ -526,7 +526,7 @@ def _create_graph(saved: torch.Tensor) -> bool:
 
 def _used_rows(t: torch.Tensor, lengths) -> torch.Tensor:
     """``t`` (B, L, D) with the rows past each pair's length replaced by zeros (no gradient there)."""
-    keep = (torch.arange(t.shape[1], device=t.device) < lengths.to(t.device)[:, None])[..., None]
+    keep = _first(t.shape[1], lengths, t.device)[..., None]
     return torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
 
 
